@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# `make up` / `make down`: the broker, one gateway and one worker in the background.
+# `up` returns once all three are ready; `down` stops exactly what `up` started (the broker
+# only if `up` started it) and nothing else.
+set -euo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO_ROOT"
+STATE_DIR="${MSGKPI_CACHE_DIR:-$REPO_ROOT/.cache}/up"
+BIN="$REPO_ROOT/.venv/bin"
+KAFKA="$REPO_ROOT/deploy/kafka/kafka.sh"
+GATEWAY_PORT="${MSGKPI_GATEWAY_PORT:-8080}"
+WORKER_PORT="${MSGKPI_WORKER_PORT:-6066}"
+READY_TIMEOUT="${MSGKPI_UP_TIMEOUT:-120}"
+
+http_ok() {
+    "$BIN/python" - "$1" <<'PY'
+import sys, urllib.request
+try:
+    with urllib.request.urlopen(sys.argv[1], timeout=2) as response:
+        sys.exit(0 if response.status == 200 else 1)
+except Exception:
+    sys.exit(1)
+PY
+}
+
+alive() { [[ -f "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+start_service() {
+    local name=$1
+    local pid_file="$STATE_DIR/$name.pid"
+    if alive "$pid_file"; then
+        echo "up: $name already running (pid $(cat "$pid_file"))"
+        return
+    fi
+    setsid nohup "$BIN/msgkpi" "$name" >"$STATE_DIR/$name.log" 2>&1 </dev/null &
+    echo $! >"$pid_file"
+}
+
+wait_ready() {
+    local name=$1 url=$2 deadline=$((SECONDS + READY_TIMEOUT))
+    until http_ok "$url"; do
+        if ! alive "$STATE_DIR/$name.pid"; then
+            echo "up: $name exited; last log lines:" >&2
+            tail -n 30 "$STATE_DIR/$name.log" >&2 || true
+            exit 1
+        fi
+        if ((SECONDS > deadline)); then
+            echo "up: $name not ready at $url after ${READY_TIMEOUT}s; see $STATE_DIR/$name.log" >&2
+            exit 1
+        fi
+        sleep 0.5
+    done
+    echo "up: $name ready ($url)"
+}
+
+stop_pid_file() {
+    local pid_file=$1 name
+    name=$(basename "$pid_file" .pid)
+    if alive "$pid_file"; then
+        local pid
+        pid=$(cat "$pid_file")
+        kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+        for _ in $(seq 1 60); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.5
+        done
+        kill -KILL -- "-$pid" 2>/dev/null || true
+        echo "down: stopped $name"
+    fi
+    rm -f "$pid_file"
+}
+
+up() {
+    mkdir -p "$STATE_DIR"
+    if ! bash "$KAFKA" status >/dev/null 2>&1; then
+        bash "$KAFKA" start
+        touch "$STATE_DIR/broker.started-by-up"
+    else
+        echo "up: broker already running; it will be left running by 'make down'"
+    fi
+    start_service gateway
+    start_service worker
+    wait_ready gateway "http://127.0.0.1:$GATEWAY_PORT/readyz"
+    wait_ready worker "http://127.0.0.1:$WORKER_PORT/metrics"
+    echo "up: gateway http://127.0.0.1:$GATEWAY_PORT (POST /webhooks/{channel}, /metrics)"
+    echo "up: worker  http://127.0.0.1:$WORKER_PORT/metrics"
+    echo "up: logs in $STATE_DIR; stop with 'make down'"
+}
+
+down() {
+    for name in simulate worker gateway; do
+        stop_pid_file "$STATE_DIR/$name.pid"
+    done
+    if [[ -f "$STATE_DIR/broker.started-by-up" ]]; then
+        bash "$KAFKA" stop
+        rm -f "$STATE_DIR/broker.started-by-up"
+    fi
+}
+
+case "${1:-}" in
+    up) up ;;
+    down) down ;;
+    *) echo "usage: $0 up|down" >&2; exit 2 ;;
+esac

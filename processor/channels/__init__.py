@@ -1,0 +1,1 @@
+"""Platform adapters: verify, handshake and normalize webhooks into canonical events."""

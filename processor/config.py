@@ -1,0 +1,122 @@
+"""Settings from the environment, built once in `main()` and passed down."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+from processor.errors import ConfigError
+
+__all__ = ["CHANNELS", "Settings", "Topics"]
+
+CHANNELS: Final = (
+    "whatsapp", "messenger", "instagram", "telegram", "line", "wechat", "x", "chatwoot",
+)
+"""Platforms with a native adapter; `canonical` is always there besides them."""
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    events: str = "msgkpi.events"
+    kpi: str = "msgkpi.kpi"
+    sla: str = "msgkpi.sla"
+    dlq: str = "msgkpi.dlq"
+    events_partitions: int = 6
+
+    @classmethod
+    def with_prefix(cls, prefix: str, events_partitions: int = 6) -> Topics:
+        """`<prefix>.events` etc.: several independent deployments (or tests) on one cluster."""
+        return cls(f"{prefix}.events", f"{prefix}.kpi", f"{prefix}.sla", f"{prefix}.dlq",
+                   events_partitions)
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(name, f"must be a whole number, got {raw!r}") from None
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(name, f"must be a number, got {raw!r}") from None
+
+
+def _guarantee(env: Mapping[str, str]) -> str:
+    value = env.get("MSGKPI_PROCESSING_GUARANTEE", "at_least_once")
+    if value not in ("at_least_once", "exactly_once"):
+        raise ConfigError(
+            "MSGKPI_PROCESSING_GUARANTEE", f"must be at_least_once or exactly_once, got {value!r}"
+        )
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything configurable, with the defaults of the public contract."""
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = 8080
+    worker_port: int = 6066
+    config_path: str | None = None
+    topics: Topics = field(default_factory=Topics)
+    max_body_bytes: int = 4 * 1024 * 1024
+    """Meta sends bodies up to 3 MB; anything larger gets 413."""
+    produce_timeout_s: float = 10.0
+    """How long the gateway waits for Kafka's acknowledgement before answering 503."""
+    grace_ms: int = 10 * 60 * 1000
+    """Late events within this much event time are still placed in order."""
+    worker_data_dir: str = ".cache/worker"
+    worker_host: str = "127.0.0.1"
+    app_id: str = "msgkpi"
+    processing_guarantee: str = "at_least_once"
+    """Faust's guarantee: at_least_once or exactly_once (Kafka transactions)."""
+    session_timeout_s: float = 30.0
+    """Consumer group session timeout; also bounds how long a dead worker holds partitions."""
+    max_agent_labels: int = 500
+    """Distinct agent label values on /metrics; further agents are exported as `other`."""
+    log_level: str = "info"
+    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
+    """MSGKPI_<CHANNEL>_SECRET by lower-case channel name; never logged."""
+    verify_tokens: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        names = (*CHANNELS, "canonical")
+        return cls(
+            kafka_bootstrap=env.get("MSGKPI_KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
+            gateway_host=env.get("MSGKPI_GATEWAY_HOST", "127.0.0.1"),
+            gateway_port=_int(env, "MSGKPI_GATEWAY_PORT", 8080),
+            worker_port=_int(env, "MSGKPI_WORKER_PORT", 6066),
+            config_path=env.get("MSGKPI_CONFIG") or None,
+            topics=Topics.with_prefix(
+                env.get("MSGKPI_TOPIC_PREFIX", "msgkpi"),
+                _int(env, "MSGKPI_EVENTS_PARTITIONS", 6),
+            ),
+            max_body_bytes=_int(env, "MSGKPI_MAX_BODY_BYTES", 4 * 1024 * 1024),
+            produce_timeout_s=_float(env, "MSGKPI_PRODUCE_TIMEOUT_S", 10.0),
+            grace_ms=int(_float(env, "MSGKPI_GRACE_S", 600) * 1000),
+            worker_data_dir=env.get("MSGKPI_WORKER_DATA_DIR", ".cache/worker"),
+            worker_host=env.get("MSGKPI_WORKER_HOST", "127.0.0.1"),
+            app_id=env.get("MSGKPI_APP_ID", "msgkpi"),
+            processing_guarantee=_guarantee(env),
+            session_timeout_s=_float(env, "MSGKPI_SESSION_TIMEOUT_S", 30.0),
+            max_agent_labels=_int(env, "MSGKPI_MAX_AGENT_LABELS", 500),
+            log_level=env.get("MSGKPI_LOG_LEVEL", "info").lower(),
+            secrets={c: env[f"MSGKPI_{c.upper()}_SECRET"] for c in names
+                     if env.get(f"MSGKPI_{c.upper()}_SECRET")},
+            verify_tokens={c: env[f"MSGKPI_{c.upper()}_VERIFY_TOKEN"] for c in names
+                           if env.get(f"MSGKPI_{c.upper()}_VERIFY_TOKEN")},
+        )

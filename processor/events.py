@@ -1,0 +1,212 @@
+"""The canonical conversation event: the one format every channel is normalized into.
+
+`schemas/conversation-event.v1.schema.json` is the single source of what is valid; this module
+compiles it once and turns a validated dict into a typed, immutable `ConversationEvent`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Final
+
+import fastjsonschema
+import orjson
+
+from processor.errors import InvalidEvent
+
+__all__ = [
+    "SCHEMA_PATH",
+    "Author",
+    "ConversationEvent",
+    "EventType",
+    "Resolution",
+    "event_from_dict",
+    "event_from_json",
+    "events_from_json",
+    "parse_occurred_at",
+]
+
+SCHEMA_PATH: Final = Path(__file__).resolve().parent.parent / "schemas" / (
+    "conversation-event.v1.schema.json"
+)
+
+
+class EventType(StrEnum):
+    MESSAGE = "message"
+    ASSIGNED = "assigned"
+    HANDOFF = "handoff"
+    RESOLVED = "resolved"
+    REOPENED = "reopened"
+    CSAT = "csat"
+    TAGGED = "tagged"
+
+
+class Author(StrEnum):
+    CUSTOMER = "customer"
+    AGENT = "agent"
+    BOT = "bot"
+    SYSTEM = "system"
+
+
+class Resolution(StrEnum):
+    RESOLVED = "resolved"
+    NO_REPLY_NEEDED = "no_reply_needed"
+    SPAM = "spam"
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationEvent:
+    """One thing that happened in a conversation, at the platform's own time."""
+
+    event_id: str
+    """Unique per event; duplicates with the same id are dropped."""
+    type: EventType
+    channel: str
+    conversation_id: str
+    """The thread; also the Kafka key, so one conversation lives on one partition."""
+    occurred_at_ms: int
+    """Event time (epoch milliseconds) as the platform stamped it, not arrival time."""
+    account_id: str | None = None
+    author: Author | None = None
+    """Who wrote it; set exactly when type is message."""
+    agent_id: str | None = None
+    customer_id: str | None = None
+    private: bool = False
+    team: str | None = None
+    priority: str | None = None
+    tags: tuple[str, ...] = ()
+    resolution: Resolution = Resolution.RESOLVED
+    score: float | None = None
+    scale: int | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    """Properties outside the schema, kept as received."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The wire form: schema-valid, `occurred_at` as epoch milliseconds, extras merged in."""
+        out: dict[str, Any] = dict(self.extra)
+        out.update(
+            event_id=self.event_id,
+            type=self.type.value,
+            channel=self.channel,
+            conversation_id=self.conversation_id,
+            occurred_at=self.occurred_at_ms,
+        )
+        for name in _OPTIONAL_WIRE_FIELDS:
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value.value if isinstance(value, StrEnum) else value
+        if self.private:
+            out["private"] = True
+        if self.tags:
+            out["tags"] = list(self.tags)
+        if self.type is EventType.RESOLVED:
+            out["resolution"] = self.resolution.value
+        return out
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.to_dict())
+
+
+_OPTIONAL_WIRE_FIELDS: Final = (
+    "account_id", "author", "agent_id", "customer_id", "team", "priority", "score", "scale",
+)
+_MODEL_FIELDS: Final = frozenset(f.name for f in dataclasses.fields(ConversationEvent))
+_WIRE_NAMES: Final = (_MODEL_FIELDS - {"occurred_at_ms", "extra"}) | {"occurred_at"}
+
+
+def _compile_schema() -> Callable[[Any], Any]:
+    schema = orjson.loads(SCHEMA_PATH.read_bytes())
+    validate: Callable[[Any], Any] = fastjsonschema.compile(schema)
+    return validate
+
+
+_validate: Final = _compile_schema()
+
+
+def parse_occurred_at(value: str | int) -> int:
+    """Epoch milliseconds from an RFC 3339 string with offset, or from epoch milliseconds."""
+    if isinstance(value, bool):
+        raise InvalidEvent("occurred_at", "must be an RFC 3339 string or epoch milliseconds")
+    if isinstance(value, int):
+        return value
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise InvalidEvent("occurred_at", f"not a valid RFC 3339 time: {value!r}") from exc
+    if moment.tzinfo is None:
+        raise InvalidEvent("occurred_at", "RFC 3339 time needs an offset (Z or +hh:mm)")
+    return int(moment.timestamp() * 1000)
+
+
+def _schema_error(exc: fastjsonschema.JsonSchemaValueException) -> InvalidEvent:
+    path = [str(part) for part in (exc.path or [])[1:]]
+    name = ".".join(path) if path else ""
+    if not name and exc.rule == "required":
+        missing = [key for key in (exc.rule_definition or []) if key not in (exc.value or {})]
+        name = missing[0] if missing else "event"
+        return InvalidEvent(name, "is required")
+    message = exc.message.replace("data.", "", 1) if exc.message else "is invalid"
+    return InvalidEvent(name or "event", message)
+
+
+def event_from_dict(data: Any) -> ConversationEvent:
+    """Validate one decoded JSON value against the schema and build the typed event."""
+    if not isinstance(data, dict):
+        raise InvalidEvent("event", "must be a JSON object")
+    try:
+        _validate(data)
+    except fastjsonschema.JsonSchemaValueException as exc:
+        raise _schema_error(exc) from None
+    etype = EventType(data["type"])
+    return ConversationEvent(
+        event_id=data["event_id"],
+        type=etype,
+        channel=data["channel"],
+        conversation_id=data["conversation_id"],
+        occurred_at_ms=parse_occurred_at(data["occurred_at"]),
+        account_id=data.get("account_id"),
+        author=Author(data["author"]) if etype is EventType.MESSAGE else None,
+        agent_id=data.get("agent_id"),
+        customer_id=data.get("customer_id"),
+        private=data.get("private", False),
+        team=data.get("team"),
+        priority=data.get("priority"),
+        tags=tuple(data.get("tags", ())),
+        resolution=Resolution(data.get("resolution", "resolved")),
+        score=float(data["score"]) if "score" in data else None,
+        scale=data.get("scale"),
+        extra={k: v for k, v in data.items() if k not in _WIRE_NAMES},
+    )
+
+
+def event_from_json(raw: bytes) -> ConversationEvent:
+    """Decode and validate one event from JSON bytes (e.g. a Kafka record value)."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidEvent("body", f"not valid JSON: {exc}") from None
+    return event_from_dict(data)
+
+
+def events_from_json(raw: bytes) -> list[ConversationEvent]:
+    """One event or a JSON array of events; every one is validated before any is returned."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidEvent("body", f"not valid JSON: {exc}") from None
+    if isinstance(data, list):
+        if not data:
+            raise InvalidEvent("body", "empty array: send at least one event")
+        events = []
+        for index, item in enumerate(data):
+            try:
+                events.append(event_from_dict(item))
+            except InvalidEvent as exc:
+                raise InvalidEvent(f"[{index}].{exc.field}", exc.message) from None
+        return events
+    return [event_from_dict(data)]

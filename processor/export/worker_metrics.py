@@ -1,0 +1,224 @@
+"""The worker's Prometheus metrics: per-process counters and histograms fed by KPI facts.
+
+These are the live, per-process view. A worker that crashes and replays part of its input may
+count some facts twice here; the exact numbers are the windowed KPIs (see docs/kpis.md).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, Final
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from processor.kpi.awaiting import AwaitingIndex
+from processor.kpi.facts import Fact, FactKind
+from processor.export.labels import LabelBudget
+
+__all__ = [
+    "RESOLUTION_BUCKETS_S",
+    "RESPONSE_BUCKETS_S",
+    "AwaitingCollector",
+    "WorkerMetrics",
+    "buckets_with",
+]
+
+RESPONSE_BUCKETS_S: Final = (
+    10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0,
+    43200.0, 86400.0, 172800.0, 604800.0,
+)
+"""First-response and reply buckets: 10 s to 7 days, with common SLA targets as edges."""
+RESOLUTION_BUCKETS_S: Final = (
+    300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, 43200.0, 86400.0, 172800.0,
+    259200.0, 604800.0, 1209600.0,
+)
+
+
+def buckets_with(base: Sequence[float], targets_s: Iterable[float]) -> tuple[float, ...]:
+    """Bucket edges including every SLA target, so 'share within target' is exact."""
+    return tuple(sorted({*base, *(float(t) for t in targets_s if t > 0)}))
+
+
+class WorkerMetrics:
+    """Counters and histograms of the KPI facts, with bounded label values."""
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        *,
+        sla_targets_s: Iterable[float] = (),
+        max_agents: int = 500,
+        max_channels: int = 64,
+    ) -> None:
+        targets = tuple(sla_targets_s)
+        self.agent_label = LabelBudget(max_agents)
+        self.channel_label = LabelBudget(max_channels)
+        self._children: dict[tuple[Any, ...], Any] = {}
+        self._declare_kpis(registry, targets)
+        self._declare_agent_counters(registry)
+        self._declare_pipeline(registry)
+        self._recorders: dict[FactKind, Callable[[Fact, str], None]] = {
+            FactKind.MESSAGE: self._record_message,
+            FactKind.CYCLE_OPENED: self._record_opened,
+            FactKind.CYCLE_RESOLVED: self._record_resolved,
+            FactKind.FIRST_RESPONSE: self._record_first_response,
+            FactKind.REPLY: self._record_reply,
+            FactKind.RESOLUTION: self._record_resolution,
+            FactKind.HANDLE: self._record_handle,
+            FactKind.CLOCK_SKEW: self._record_clock_skew,
+        }
+
+    def _declare_kpis(self, registry: CollectorRegistry, targets: tuple[float, ...]) -> None:
+        response = buckets_with(RESPONSE_BUCKETS_S, targets)
+        resolution = buckets_with(RESOLUTION_BUCKETS_S, targets)
+        self.first_response = Histogram(
+            "msgkpi_first_response_seconds", "First response time per cycle (event time).",
+            ["channel", "responder"], buckets=response, registry=registry)
+        self.reply = Histogram(
+            "msgkpi_reply_seconds", "Every reply time: reply - oldest unanswered message.",
+            ["channel", "responder"], buckets=response, registry=registry)
+        self.resolution = Histogram(
+            "msgkpi_resolution_seconds", "Cycle start to resolution.",
+            ["channel"], buckets=resolution, registry=registry)
+        self.handle = Histogram(
+            "msgkpi_handle_seconds", "First agent reply to resolution (messaging AHT).",
+            ["channel"], buckets=resolution, registry=registry)
+        self.messages = Counter(
+            "msgkpi_messages", "Messages counted, by author (private notes excluded).",
+            ["channel", "author"], registry=registry)
+        self.cycles = Counter(
+            "msgkpi_cycles", "Conversation cycles opened and resolved.",
+            ["channel", "event"], registry=registry)
+        self.resolved_without_reply = Counter(
+            "msgkpi_cycles_resolved_without_reply",
+            "Cycles resolved before any agent reply (they have no FRT).",
+            ["channel", "resolution"], registry=registry)
+
+    def _declare_agent_counters(self, registry: CollectorRegistry) -> None:
+        labels = ["channel", "agent"]
+        self.agent_messages = Counter(
+            "msgkpi_agent_messages", "Outbound messages per human agent.", labels,
+            registry=registry)
+        self.agent_replies = Counter(
+            "msgkpi_agent_replies", "Replies to a waiting customer, per human agent.", labels,
+            registry=registry)
+        self.agent_first_responses = Counter(
+            "msgkpi_agent_first_responses", "First responses per human agent.", labels,
+            registry=registry)
+        self.agent_first_response_seconds = Counter(
+            "msgkpi_agent_first_response_seconds",
+            "Summed first-response seconds per human agent (divide by first responses).",
+            labels, registry=registry)
+        self.agent_resolutions = Counter(
+            "msgkpi_agent_resolutions", "Cycles resolved, per agent who resolved them.", labels,
+            registry=registry)
+
+    def _declare_pipeline(self, registry: CollectorRegistry) -> None:
+        self.events = Counter(
+            "msgkpi_worker_events", "Events consumed from msgkpi.events and processed.",
+            registry=registry)
+        self.duplicates = Counter(
+            "msgkpi_worker_duplicates", "Events dropped as duplicates (same event_id).",
+            registry=registry)
+        self.late = Counter(
+            "msgkpi_worker_late_events",
+            "Events older than the grace period: state updated, closed windows not.",
+            registry=registry)
+        self.reordered = Counter(
+            "msgkpi_worker_reordered_events",
+            "Events that arrived out of order within the grace period and were placed in order.",
+            registry=registry)
+        self.retractions = Counter(
+            "msgkpi_worker_fact_retractions",
+            "Facts withdrawn after a reordered event (counters above keep the old value).",
+            registry=registry)
+        self.clock_skew = Counter(
+            "msgkpi_worker_clock_skew_events",
+            "Replies stamped before what they answer; durations clamped to 0.", ["channel"],
+            registry=registry)
+        self.dlq = Counter(
+            "msgkpi_worker_dlq", "Events sent to msgkpi.dlq, by reason.", ["reason"],
+            registry=registry)
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
+    def record(self, facts: Iterable[Fact]) -> None:
+        for fact in facts:
+            self._recorders[fact.kind](fact, self.channel_label(fact.channel))
+
+    def _record_message(self, fact: Fact, channel: str) -> None:
+        self._child(self.messages, channel, fact.role).inc()
+        if fact.role == "agent":
+            self._child(self.agent_messages, channel, self.agent_label(fact.agent)).inc()
+
+    def _record_opened(self, fact: Fact, channel: str) -> None:
+        self._child(self.cycles, channel, "opened").inc()
+
+    def _record_resolved(self, fact: Fact, channel: str) -> None:
+        self._child(self.cycles, channel, "resolved").inc()
+        self._child(self.agent_resolutions, channel, self.agent_label(fact.agent)).inc()
+        if fact.value:
+            self._child(self.resolved_without_reply, channel, fact.role).inc()
+
+    def _record_first_response(self, fact: Fact, channel: str) -> None:
+        self._child(self.first_response, channel, fact.role).observe(fact.value)
+        if fact.role == "agent":
+            agent = self.agent_label(fact.agent)
+            self._child(self.agent_first_responses, channel, agent).inc()
+            self._child(self.agent_first_response_seconds, channel, agent).inc(fact.value)
+
+    def _record_reply(self, fact: Fact, channel: str) -> None:
+        self._child(self.reply, channel, fact.role).observe(fact.value)
+        if fact.role == "agent":
+            self._child(self.agent_replies, channel, self.agent_label(fact.agent)).inc()
+
+    def _record_resolution(self, fact: Fact, channel: str) -> None:
+        self._child(self.resolution, channel).observe(fact.value)
+
+    def _record_handle(self, fact: Fact, channel: str) -> None:
+        self._child(self.handle, channel).observe(fact.value)
+
+    def _record_clock_skew(self, fact: Fact, channel: str) -> None:
+        self._child(self.clock_skew, channel).inc()
+
+
+class AwaitingCollector(Collector):
+    """`msgkpi_awaiting_reply` and `msgkpi_oldest_awaiting_reply_seconds`, read at scrape time
+    from the conversations this worker owns."""
+
+    def __init__(
+        self,
+        index: AwaitingIndex,
+        channel_label: LabelBudget,
+        now_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+    ) -> None:
+        self._index = index
+        self._channel_label = channel_label
+        self._now_ms = now_ms
+
+    def collect(self) -> Iterator[Metric]:
+        waiting = GaugeMetricFamily(
+            "msgkpi_awaiting_reply", "Open conversations waiting for an agent reply.",
+            labels=["channel"])
+        oldest = GaugeMetricFamily(
+            "msgkpi_oldest_awaiting_reply_seconds",
+            "Wait so far of the longest-waiting customer (now - waiting_since).",
+            labels=["channel"])
+        merged: dict[str, tuple[int, float]] = {}
+        for channel, wait in self._index.by_channel(self._now_ms()).items():
+            label = self._channel_label(channel)
+            count, seconds = merged.get(label, (0, 0.0))
+            merged[label] = (count + wait.waiting, max(seconds, wait.oldest_wait_seconds))
+        for label, (count, seconds) in sorted(merged.items()):
+            waiting.add_metric([label], count)
+            oldest.add_metric([label], seconds)
+        yield waiting
+        yield oldest

@@ -1,0 +1,141 @@
+"""The Faust worker: msgkpi.events -> per-conversation table -> KPI facts -> /metrics.
+
+Agents stay tiny: decode, call the pure core through `EventProcessor`, record or send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+import orjson
+from faust.web import Request, Response, View
+from prometheus_client import CollectorRegistry, disable_created_metrics, generate_latest
+
+from processor.config import Settings
+from processor.export.worker_metrics import AwaitingCollector, WorkerMetrics
+from processor.kpi.awaiting import AwaitingIndex
+from processor.topics import ensure_topics
+from processor.worker.codec import TimelineCodec
+from processor.worker.lag import ConsumerLagCollector
+from processor.worker.processor import EventProcessor, Rejected
+
+__all__ = ["WorkerApp", "build_worker", "run_worker"]
+
+log = logging.getLogger("msgkpi.worker")
+
+PROMETHEUS_TEXT = "text/plain; version=0.0.4"
+"""aiohttp refuses a charset in content_type; UTF-8 is the text format's default."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerApp:
+    """The Faust app and the pieces tests and the CLI reach into."""
+
+    app: faust.App
+    registry: CollectorRegistry
+    processor: EventProcessor
+    metrics: WorkerMetrics
+
+
+def _faust_app(settings: Settings) -> faust.App:
+    return faust.App(
+        settings.app_id,
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        store="memory://",
+        processing_guarantee=settings.processing_guarantee,
+        datadir=settings.worker_data_dir,
+        web_port=settings.worker_port,
+        web_bind=settings.worker_host,
+        web_host=settings.worker_host,
+        topic_partitions=settings.topics.events_partitions,
+        table_standby_replicas=0,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=max(1.0, settings.session_timeout_s / 10),
+        broker_rebalance_timeout=settings.session_timeout_s,
+        broker_commit_interval=1.0,
+        producer_acks=-1,
+        stream_wait_empty=False,
+    )
+
+
+def build_worker(settings: Settings, registry: CollectorRegistry | None = None) -> WorkerApp:
+    """Wire the Faust app: topics, the conversation table, the agent and the /metrics page."""
+    registry = registry or CollectorRegistry()
+    app = _faust_app(settings)
+    partitions = settings.topics.events_partitions
+    events = app.topic(
+        settings.topics.events, key_type=bytes, value_type=bytes, key_serializer="raw",
+        value_serializer="raw", partitions=partitions,
+    )
+    dlq = app.topic(
+        settings.topics.dlq, key_type=bytes, value_type=bytes, key_serializer="raw",
+        value_serializer="raw",
+    )
+    conversations = app.Table(
+        "conversations", partitions=partitions, default=None,
+        schema=faust.Schema(key_type=str, key_serializer="raw",
+                            value_serializer=TimelineCodec()),
+    )
+    metrics = WorkerMetrics(registry, max_agents=settings.max_agent_labels)
+    awaiting = AwaitingIndex()
+    registry.register(AwaitingCollector(awaiting, metrics.channel_label))
+    registry.register(ConsumerLagCollector(app, settings.topics.events))
+    processor = EventProcessor(conversations, metrics, awaiting, settings.grace_ms)
+
+    @app.agent(events, name="msgkpi.process-events")
+    async def process_events(stream: faust.StreamT[bytes]) -> None:
+        async for record in stream.events():
+            outcome = processor.process_record(record.key, record.value)
+            if isinstance(outcome, Rejected):
+                await dlq.send(key=record.key, value=_dlq_record(record, outcome))
+
+    @conversations.on_recover  # type: ignore[misc]
+    async def reindex_after_rebalance() -> None:
+        processor.rebuild_awaiting()
+        log.info("conversation table ready: %d conversations owned", len(conversations))
+
+    @app.page("/metrics")
+    class MetricsPage(View):  # type: ignore[misc]
+        async def get(self, request: Request) -> Response:
+            return self.bytes(generate_latest(registry), content_type=PROMETHEUS_TEXT)
+
+    @app.page("/healthz")
+    class HealthPage(View):  # type: ignore[misc]
+        async def get(self, request: Request) -> Response:
+            return self.json({"status": "ok"})
+
+    return WorkerApp(app, registry, processor, metrics)
+
+
+def _dlq_record(record: Any, rejected: Rejected) -> bytes:
+    message = record.message
+    return orjson.dumps({
+        "reason": rejected.reason,
+        "error": rejected.error,
+        "topic": message.topic,
+        "partition": message.partition,
+        "offset": message.offset,
+        "value": (record.value or b"").decode("utf-8", errors="replace"),
+        "rejected_at_ms": int(time.time() * 1000),
+    })
+
+
+def run_worker(settings: Settings) -> int:
+    """`msgkpi worker`: create the topics if needed, then run until SIGINT/SIGTERM."""
+    disable_created_metrics()
+    asyncio.run(ensure_topics(settings.kafka_bootstrap, settings.topics))
+    worker_app = build_worker(settings)
+    log.info("worker metrics on http://%s:%d/metrics", settings.worker_host,
+             settings.worker_port)
+    worker = faust.Worker(worker_app.app, loglevel=settings.log_level, quiet=True)
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
