@@ -87,6 +87,10 @@ class Settings:
     max_agent_labels: int = 500
     """Distinct agent label values on /metrics; further agents are exported as `other`."""
     log_level: str = "info"
+    batch_max: int = 1000
+    """Events the worker takes per batch (each changed conversation is persisted once)."""
+    batch_within_s: float = 0.05
+    """How long a partial batch waits before it is processed: the added latency."""
     secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
     """MSGKPI_<CHANNEL>_SECRET by lower-case channel name; never logged."""
     verify_tokens: Mapping[str, str] = field(default_factory=dict, repr=False)
@@ -115,6 +119,8 @@ class Settings:
             session_timeout_s=_float(env, "MSGKPI_SESSION_TIMEOUT_S", 30.0),
             max_agent_labels=_int(env, "MSGKPI_MAX_AGENT_LABELS", 500),
             log_level=env.get("MSGKPI_LOG_LEVEL", "info").lower(),
+            batch_max=_int(env, "MSGKPI_BATCH_MAX", 1000),
+            batch_within_s=_float(env, "MSGKPI_BATCH_WITHIN_S", 0.05),
             secrets={c: env[f"MSGKPI_{c.upper()}_SECRET"] for c in names
                      if env.get(f"MSGKPI_{c.upper()}_SECRET")},
             verify_tokens={c: env[f"MSGKPI_{c.upper()}_VERIFY_TOKEN"] for c in names

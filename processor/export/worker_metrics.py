@@ -7,6 +7,7 @@ count some facts twice here; the exact numbers are the windowed KPIs (see docs/k
 from __future__ import annotations
 
 import time
+from collections import Counter as CounterOf
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Final
 
@@ -14,9 +15,9 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from processor.export.labels import LabelBudget
 from processor.kpi.awaiting import AwaitingIndex
 from processor.kpi.facts import Fact, FactKind
-from processor.export.labels import LabelBudget
 
 __all__ = [
     "RESOLUTION_BUCKETS_S",
@@ -133,7 +134,8 @@ class WorkerMetrics:
             registry=registry)
         self.retractions = Counter(
             "msgkpi_worker_fact_retractions",
-            "Facts withdrawn after a reordered event (counters above keep the old value).",
+            "Facts withdrawn by a reordered or late event that the counters and histograms "
+            "above could not take back (they keep the old value; windows are exact).",
             registry=registry)
         self.clock_skew = Counter(
             "msgkpi_worker_clock_skew_events",
@@ -153,6 +155,22 @@ class WorkerMetrics:
     def record(self, facts: Iterable[Fact]) -> None:
         for fact in facts:
             self._recorders[fact.kind](fact, self.channel_label(fact.channel))
+
+    def record_change(self, added: list[Fact], retracted: list[Fact]) -> None:
+        """Record a reordering's net effect. A retracted fact and an added one that touch the
+        same series with the same value cancel out (e.g. a message that only changed cycle);
+        what cannot be taken back from a counter is counted in the retractions metric."""
+        if not retracted:
+            self.record(added)
+            return
+        added_effects = CounterOf(_effect(fact) for fact in added)
+        retracted_effects = CounterOf(_effect(fact) for fact in retracted)
+        surplus = added_effects - retracted_effects
+        for fact in added:
+            if surplus[_effect(fact)] > 0:
+                surplus[_effect(fact)] -= 1
+                self.record((fact,))
+        self.retractions.inc((retracted_effects - added_effects).total())
 
     def _record_message(self, fact: Fact, channel: str) -> None:
         self._child(self.messages, channel, fact.role).inc()
@@ -188,6 +206,11 @@ class WorkerMetrics:
 
     def _record_clock_skew(self, fact: Fact, channel: str) -> None:
         self._child(self.clock_skew, channel).inc()
+
+
+def _effect(fact: Fact) -> tuple[FactKind, str, str, str, float]:
+    """What a fact does to the Prometheus series: everything but its identity and cycle."""
+    return (fact.kind, fact.channel, fact.role, fact.agent, fact.value)
 
 
 class AwaitingCollector(Collector):

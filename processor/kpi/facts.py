@@ -6,7 +6,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import NamedTuple
 
-__all__ = ["Fact", "FactKind", "UNKNOWN_AGENT"]
+__all__ = ["UNKNOWN_AGENT", "Fact", "FactKind"]
 
 UNKNOWN_AGENT = "unknown"
 """Agent label when a channel cannot tell who replied."""

@@ -1,4 +1,4 @@
-"""How a conversation's Timeline is stored in the Faust table and its changelog."""
+"""How a conversation is stored in the Faust table and its changelog."""
 
 from __future__ import annotations
 
@@ -8,17 +8,19 @@ import orjson
 from faust.serializers.codecs import Codec
 
 from processor.kpi.timeline import Timeline
+from processor.worker.processor import StoredConversation
 
-__all__ = ["TimelineCodec"]
+__all__ = ["ConversationCodec"]
 
 
-class TimelineCodec(Codec):  # type: ignore[misc]
-    """Timeline <-> compact JSON (orjson)."""
+class ConversationCodec(Codec):
+    """StoredConversation <-> compact JSON (orjson)."""
 
     def _dumps(self, obj: Any) -> bytes:
-        if not isinstance(obj, Timeline):
-            raise TypeError(f"expected a Timeline, got {type(obj).__name__}")
-        return orjson.dumps(obj.to_dict())
+        if not isinstance(obj, StoredConversation):
+            raise TypeError(f"expected a StoredConversation, got {type(obj).__name__}")
+        return orjson.dumps({"partition": obj.partition, "timeline": obj.timeline.to_dict()})
 
-    def _loads(self, s: bytes) -> Timeline:
-        return Timeline.from_dict(orjson.loads(s))
+    def _loads(self, s: bytes) -> StoredConversation:
+        data = orjson.loads(s)
+        return StoredConversation(data["partition"], Timeline.from_dict(data["timeline"]))

@@ -1,6 +1,9 @@
-"""The worker's per-event step on a plain dict table: decode, dedupe, DLQ reasons, metrics."""
+"""The worker's processing step on a plain dict table: decode, dedupe, DLQ reasons, metrics,
+one write per changed conversation per batch, and forgetting revoked partitions."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import orjson
 import pytest
@@ -8,78 +11,128 @@ from prometheus_client import CollectorRegistry
 
 from processor.export.worker_metrics import WorkerMetrics
 from processor.kpi.awaiting import AwaitingIndex
-from processor.kpi.timeline import Timeline
-from processor.worker.processor import EventProcessor, Rejected
+from processor.worker.processor import EventProcessor, Record, Rejected, StoredConversation
 
 T0 = 1_767_225_600_000
 
 
-def record(event_id: str, offset_s: float, **fields: object) -> bytes:
+def value(event_id: str, offset_s: float, conversation: str = "c1", **fields: object) -> bytes:
     event = {
         "event_id": event_id, "type": "message", "channel": "whatsapp",
-        "conversation_id": "c1", "occurred_at": T0 + int(offset_s * 1000), **fields,
+        "conversation_id": conversation, "occurred_at": T0 + int(offset_s * 1000), **fields,
     }
     return orjson.dumps(event)
 
 
+def rec(event_id: str, offset_s: float, conversation: str = "c1", partition: int = 0,
+        **fields: object) -> Record:
+    return Record(partition, conversation.encode(), value(event_id, offset_s, conversation,
+                                                          **fields))
+
+
+@dataclass
+class Harness:
+    processor: EventProcessor
+    table: dict[str, StoredConversation]
+    registry: CollectorRegistry
+    awaiting: AwaitingIndex
+
+    def sample(self, name: str, **labels: str) -> float:
+        return self.registry.get_sample_value(name, labels) or 0.0
+
+
 @pytest.fixture
-def setup() -> tuple[EventProcessor, dict[str, Timeline], CollectorRegistry, AwaitingIndex]:
+def h() -> Harness:
     registry = CollectorRegistry()
-    table: dict[str, Timeline] = {}
+    table: dict[str, StoredConversation] = {}
     awaiting = AwaitingIndex()
     processor = EventProcessor(table, WorkerMetrics(registry), awaiting, grace_ms=600_000)
-    return processor, table, registry, awaiting
+    return Harness(processor, table, registry, awaiting)
 
 
-def sample(registry: CollectorRegistry, name: str, **labels: str) -> float:
-    return registry.get_sample_value(name, labels) or 0.0
+def test_customer_then_agent_reply_records_frt_and_clears_waiting(h: Harness) -> None:
+    h.processor.process_batch([rec("m1", 0, author="customer")])
+    assert len(h.awaiting) == 1
+    h.processor.process_batch([rec("m2", 90, author="agent", agent_id="ana")])
+    assert len(h.awaiting) == 0
+    assert h.sample("msgkpi_first_response_seconds_sum", channel="whatsapp",
+                    responder="agent") == 90.0
+    assert h.sample("msgkpi_agent_first_responses_total", channel="whatsapp", agent="ana") == 1
+    assert h.sample("msgkpi_messages_total", channel="whatsapp", author="customer") == 1
 
 
-def test_customer_then_agent_reply_records_frt_and_clears_waiting(setup) -> None:  # type: ignore[no-untyped-def]
-    processor, table, registry, awaiting = setup
-    processor.process_record(b"c1", record("m1", 0, author="customer"))
-    assert len(awaiting) == 1
-    processor.process_record(b"c1", record("m2", 90, author="agent", agent_id="ana"))
-    assert len(awaiting) == 0
-    assert sample(registry, "msgkpi_first_response_seconds_sum",
-                  channel="whatsapp", responder="agent") == 90.0
-    assert sample(registry, "msgkpi_agent_first_responses_total",
-                  channel="whatsapp", agent="ana") == 1.0
-    assert sample(registry, "msgkpi_messages_total", channel="whatsapp", author="customer") == 1
-    assert "c1" in table
+def test_a_batch_reports_each_changed_conversation_once_with_its_partition(h: Harness) -> None:
+    outcome = h.processor.process_batch([
+        rec("a1", 0, "a", partition=2, author="customer"),
+        rec("b1", 1, "b", partition=5, author="customer"),
+        rec("a2", 2, "a", partition=2, author="agent"),
+    ])
+    assert sorted(outcome.changed) == ["a", "b"]
+    assert outcome.changed["a"].partition == 2 and outcome.changed["b"].partition == 5
+    assert outcome.changed["a"] is h.table["a"]
+    assert outcome.rejected == []
 
 
-def test_duplicate_is_counted_and_changes_nothing(setup) -> None:  # type: ignore[no-untyped-def]
-    processor, _, registry, _ = setup
-    processor.process_record(b"c1", record("m1", 0, author="customer"))
-    outcome = processor.process_record(b"c1", record("m1", 0, author="customer"))
-    assert not isinstance(outcome, Rejected) and outcome.duplicate
-    assert sample(registry, "msgkpi_worker_duplicates_total") == 1.0
-    assert sample(registry, "msgkpi_messages_total", channel="whatsapp", author="customer") == 1
-    assert sample(registry, "msgkpi_worker_events_total") == 2.0
+def test_duplicate_is_counted_and_changes_nothing(h: Harness) -> None:
+    h.processor.process_batch([rec("m1", 0, author="customer")])
+    outcome = h.processor.process_batch([rec("m1", 0, author="customer")])
+    assert outcome.changed == {}
+    assert h.sample("msgkpi_worker_duplicates_total") == 1.0
+    assert h.sample("msgkpi_messages_total", channel="whatsapp", author="customer") == 1
+    assert h.sample("msgkpi_worker_events_total") == 2.0
 
 
 @pytest.mark.parametrize(
-    ("key", "value", "reason"),
+    ("record", "reason"),
     [
-        (b"c1", None, "empty"),
-        (b"c1", b"{not json", "invalid"),
-        (b"c1", orjson.dumps({"event_id": "x"}), "invalid"),
-        (b"other", record("m1", 0, author="customer"), "wrong_key"),
+        (Record(0, b"c1", None), "empty"),
+        (Record(0, b"c1", b"{not json"), "invalid"),
+        (Record(0, b"c1", orjson.dumps({"event_id": "x"})), "invalid"),
+        (Record(0, b"other", value("m1", 0, author="customer")), "wrong_key"),
     ],
 )
-def test_bad_records_are_rejected_with_a_reason(setup, key, value, reason) -> None:  # type: ignore[no-untyped-def]
-    processor, table, registry, _ = setup
-    outcome = processor.process_record(key, value)
-    assert isinstance(outcome, Rejected) and outcome.reason == reason
-    assert table == {}
-    assert sample(registry, "msgkpi_worker_dlq_total", reason=reason) == 1.0
+def test_bad_records_are_rejected_with_a_reason(h: Harness, record: Record, reason: str) -> None:
+    outcome = h.processor.process_batch([rec("ok", 0, "ok", author="customer"), record])
+    assert outcome.rejected[0][0] == 1
+    assert isinstance(outcome.rejected[0][1], Rejected)
+    assert outcome.rejected[0][1].reason == reason
+    assert list(h.table) == ["ok"]
+    assert h.sample("msgkpi_worker_dlq_total", reason=reason) == 1.0
 
 
-def test_rebuild_awaiting_indexes_the_table(setup) -> None:  # type: ignore[no-untyped-def]
-    processor, table, _, awaiting = setup
-    processor.process_record(b"c1", record("m1", 0, author="customer"))
-    awaiting.clear()
-    processor.rebuild_awaiting()
-    assert awaiting.by_channel(T0 + 30_000)["whatsapp"].waiting == 1
-    assert awaiting.by_channel(T0 + 30_000)["whatsapp"].oldest_wait_seconds == 30.0
+def test_reordering_that_only_moves_a_message_into_a_cycle_counts_it_once(h: Harness) -> None:
+    h.processor.process_batch([rec("r", 100, author="agent", agent_id="dan")])
+    h.processor.process_batch([rec("q", 40, author="customer")])
+    assert h.sample("msgkpi_messages_total", channel="whatsapp", author="agent") == 1
+    assert h.sample("msgkpi_first_response_seconds_sum", channel="whatsapp",
+                    responder="agent") == 60
+    assert h.sample("msgkpi_worker_fact_retractions_total") == 0
+    assert h.sample("msgkpi_worker_reordered_events_total") == 1
+
+
+def test_a_retraction_that_cannot_be_undone_is_counted(h: Harness) -> None:
+    h.processor.process_batch([rec("q1", 0, author="customer"),
+                               rec("r", 100, author="agent", agent_id="dan")])
+    # A resolution stamped before the reply: the FRT of 100 s is withdrawn.
+    h.processor.process_batch([Record(0, b"c1", orjson.dumps({
+        "event_id": "res", "type": "resolved", "channel": "whatsapp", "conversation_id": "c1",
+        "occurred_at": T0 + 50_000}))])
+    assert h.sample("msgkpi_worker_fact_retractions_total") == 2  # the FRT and the reply time
+
+
+def test_forget_partitions_drops_only_those_conversations(h: Harness) -> None:
+    h.processor.process_batch([
+        rec("a1", 0, "a", partition=1, author="customer"),
+        rec("b1", 0, "b", partition=3, author="customer"),
+    ])
+    assert h.processor.forget_partitions({1}) == 1
+    assert list(h.table) == ["b"]
+    assert h.awaiting.by_channel(T0)["whatsapp"].waiting == 1
+
+
+def test_rebuild_awaiting_indexes_the_table(h: Harness) -> None:
+    h.processor.process_batch([rec("m1", 0, author="customer")])
+    h.awaiting.clear()
+    h.processor.rebuild_awaiting()
+    assert h.awaiting.by_channel(T0 + 30_000)["whatsapp"].waiting == 1
+    assert h.awaiting.by_channel(T0 + 30_000)["whatsapp"].oldest_wait_seconds == 30.0
