@@ -92,20 +92,14 @@ def _events_processed(port: int) -> float:
     return float(match.group(1)) if match else 0.0
 
 
-def _worker_rate(prefix: str, expected: int, port: int, timeout_s: float) -> float:
-    env = {
-        **os.environ, "MSGKPI_TOPIC_PREFIX": prefix, "MSGKPI_APP_ID": f"{prefix}-worker",
-        "MSGKPI_WORKER_PORT": str(port), "MSGKPI_SESSION_TIMEOUT_S": "10",
-        "MSGKPI_WORKER_DATA_DIR": str(REPO / ".cache" / "bench" / prefix),
-        "MSGKPI_LOG_LEVEL": "warning",
-    }
-    log_path = REPO / ".cache" / "bench" / f"{prefix}.log"
+def _rate_of(command: list[str], env: dict[str, str], log_path: Path, expected: int, port: int,
+             timeout_s: float) -> float:
+    """Run `command`, poll its msgkpi_worker_events_total, and measure the rate from the first
+    processed record to the last."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("wb") as log:
-        worker = subprocess.Popen(
-            [str(REPO / ".venv" / "bin" / "msgkpi"), "worker"], env=env,
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        )
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + timeout_s
         first_at = None
@@ -119,11 +113,30 @@ def _worker_rate(prefix: str, expected: int, port: int, timeout_s: float) -> flo
                 return (count - first_count) / max(now - first_at, 1e-9)
             time.sleep(0.05)
         raise SystemExit(
-            f"worker processed {_events_processed(port)} of {expected} in time; see {log_path}"
+            f"processed {_events_processed(port)} of {expected} in time; see {log_path}"
         )
     finally:
-        worker.terminate()
-        worker.wait(timeout=30)
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def _faust_noop_rate(topic: str, expected: int, port: int, timeout_s: float) -> float:
+    env = {**os.environ, "MSGKPI_KAFKA_BOOTSTRAP": BOOTSTRAP}
+    command = [sys.executable, str(REPO / "bench" / "faust_noop.py"), topic, str(port)]
+    return _rate_of(command, env, REPO / ".cache" / "bench" / f"{topic}-noop.log", expected,
+                    port, timeout_s)
+
+
+def _worker_rate(prefix: str, expected: int, port: int, timeout_s: float) -> float:
+    env = {
+        **os.environ, "MSGKPI_TOPIC_PREFIX": prefix, "MSGKPI_APP_ID": f"{prefix}-worker",
+        "MSGKPI_WORKER_PORT": str(port), "MSGKPI_SESSION_TIMEOUT_S": "10",
+        "MSGKPI_WORKER_DATA_DIR": str(REPO / ".cache" / "bench" / prefix),
+        "MSGKPI_LOG_LEVEL": "warning",
+    }
+    command = [str(REPO / ".venv" / "bin" / "msgkpi"), "worker"]
+    return _rate_of(command, env, REPO / ".cache" / "bench" / f"{prefix}.log", expected, port,
+                    timeout_s)
 
 
 def _record(results: str) -> None:
@@ -150,12 +163,15 @@ def main() -> int:
           f"{time.perf_counter() - started:.1f}s")
     bare = asyncio.run(_bare_consumer_rate(topics.events, len(records)))
     print(f"bare aiokafka consumer + orjson: {bare:,.0f} events/s")
+    noop = _faust_noop_rate(topics.events, len(records), args.port + 1, args.timeout)
+    print(f"faust agent that only counts:    {noop:,.0f} events/s")
     worker = _worker_rate(prefix, len(records), args.port, args.timeout)
     print(f"msgkpi worker:                   {worker:,.0f} events/s")
-    print(f"ratio worker / bare:             {worker / bare:.2f}")
+    print(f"ratio worker / bare aiokafka:    {worker / bare:.3f}")
+    print(f"ratio worker / faust no-op:      {worker / noop:.2f}")
     row = (f"| {datetime.now(UTC):%Y-%m-%d %H:%M} | {platform.machine()} {os.cpu_count()} cores, "
-           f"Python {platform.python_version()} | {len(records)} | {bare:,.0f} | {worker:,.0f} | "
-           f"{worker / bare:.2f} |")
+           f"Python {platform.python_version()} | {len(records)} | {bare:,.0f} | {noop:,.0f} | "
+           f"{worker:,.0f} | {worker / bare:.3f} | {worker / noop:.2f} |")
     print(row)
     if args.record:
         _record(row)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -17,8 +18,11 @@ from faust.web import Request, Response, View
 from prometheus_client import CollectorRegistry, disable_created_metrics, generate_latest
 
 from processor.config import Settings
+from processor.errors import ConfigError
 from processor.export.worker_metrics import AwaitingCollector, WorkerMetrics
 from processor.kpi.awaiting import AwaitingIndex
+from processor.kpi.policy import PolicySet
+from processor.policy_file import load_policy_file
 from processor.topics import ensure_topics
 from processor.worker.codec import ConversationCodec
 from processor.worker.lag import ConsumerLagCollector
@@ -66,8 +70,11 @@ def _faust_app(settings: Settings) -> faust.App:
     )
 
 
-def build_worker(settings: Settings, registry: CollectorRegistry) -> WorkerApp:
-    """Wire the Faust app: topics, the conversation table, the agent and the /metrics page."""
+def build_worker(
+    settings: Settings, registry: CollectorRegistry, policies: PolicySet | None = None
+) -> WorkerApp:
+    """Wire the Faust app: topics, the conversation table, the agent and the /metrics page.
+    SLA targets of `policies` become histogram bucket edges, so 'share within target' is exact."""
     app = _faust_app(settings)
     partitions = settings.topics.events_partitions
     events = app.topic(
@@ -83,7 +90,11 @@ def build_worker(settings: Settings, registry: CollectorRegistry) -> WorkerApp:
         schema=faust.Schema(key_type=str, key_serializer="raw",
                             value_serializer=ConversationCodec()),
     )
-    metrics = WorkerMetrics(registry, max_agents=settings.max_agent_labels)
+    metrics = WorkerMetrics(
+        registry,
+        sla_targets_s=policies.targets_s() if policies else (),
+        max_agents=settings.max_agent_labels,
+    )
     awaiting = AwaitingIndex()
     registry.register(AwaitingCollector(awaiting, metrics.channel_label))
     registry.register(ConsumerLagCollector(app, settings.topics.events))
@@ -147,8 +158,13 @@ def _dlq_record(record: Any, rejected: Rejected) -> bytes:
 def run_worker(settings: Settings) -> int:
     """`msgkpi worker`: create the topics if needed, then run until SIGINT/SIGTERM."""
     disable_created_metrics()  # type: ignore[no-untyped-call]
+    try:
+        policies = load_policy_file(settings.config_path) if settings.config_path else None
+    except ConfigError as exc:
+        print(f"msgkpi worker: configuration error: {exc}", file=sys.stderr)
+        return 2
     asyncio.run(ensure_topics(settings.kafka_bootstrap, settings.topics))
-    worker_app = build_worker(settings, CollectorRegistry())
+    worker_app = build_worker(settings, CollectorRegistry(), policies)
     log.info("worker metrics on http://%s:%d/metrics", settings.worker_host,
              settings.worker_port)
     worker = faust.Worker(worker_app.app, loglevel=settings.log_level, quiet=True)

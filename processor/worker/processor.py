@@ -124,7 +124,9 @@ class EventProcessor:
         self._awaiting.clear()
         for conversation_id, stored in self._table.items():
             timeline = stored.timeline
-            self._awaiting.update(conversation_id, timeline.channel, timeline.state.waiting_since_ms)
+            self._awaiting.update(
+                conversation_id, timeline.channel, timeline.state.waiting_since_ms
+            )
 
     def _reject(self, reason: str, error: str) -> Rejected:
         self._metrics.events.inc()
