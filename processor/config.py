@@ -52,6 +52,18 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         raise ConfigError(name, f"must be a number, got {raw!r}") from None
 
 
+def _windows(env: Mapping[str, str]) -> tuple[str, ...]:
+    raw = env.get("MSGKPI_WINDOWS", "5m,1h,24h")
+    names = tuple(part.strip() for part in raw.split(",") if part.strip())
+    for name in names:
+        number, unit = name[:-1], name[-1:]
+        if unit not in "smhd" or not unit or not number.isdigit() or int(number) <= 0:
+            raise ConfigError("MSGKPI_WINDOWS", f"{name!r} is not a window such as 5m, 1h, 24h")
+    if not names:
+        raise ConfigError("MSGKPI_WINDOWS", "needs at least one window size")
+    return names
+
+
 def _guarantee(env: Mapping[str, str]) -> str:
     value = env.get("MSGKPI_PROCESSING_GUARANTEE", "at_least_once")
     if value not in ("at_least_once", "exactly_once"):
@@ -91,6 +103,10 @@ class Settings:
     """Events the worker takes per batch (each changed conversation is persisted once)."""
     batch_within_s: float = 0.05
     """How long a partial batch waits before it is processed: the added latency."""
+    windows: tuple[str, ...] = ("5m", "1h", "24h")
+    """Rolling event-time window sizes."""
+    snapshot_interval_s: float = 5.0
+    """How often windows are checked for closing and open-window snapshots are published."""
     secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
     """MSGKPI_<CHANNEL>_SECRET by lower-case channel name; never logged."""
     verify_tokens: Mapping[str, str] = field(default_factory=dict, repr=False)
@@ -121,6 +137,8 @@ class Settings:
             log_level=env.get("MSGKPI_LOG_LEVEL", "info").lower(),
             batch_max=_int(env, "MSGKPI_BATCH_MAX", 1000),
             batch_within_s=_float(env, "MSGKPI_BATCH_WITHIN_S", 0.05),
+            windows=_windows(env),
+            snapshot_interval_s=_float(env, "MSGKPI_SNAPSHOT_INTERVAL_S", 5.0),
             secrets={c: env[f"MSGKPI_{c.upper()}_SECRET"] for c in names
                      if env.get(f"MSGKPI_{c.upper()}_SECRET")},
             verify_tokens={c: env[f"MSGKPI_{c.upper()}_VERIFY_TOKEN"] for c in names

@@ -27,6 +27,7 @@ from processor.topics import ensure_topics
 from processor.worker.codec import ConversationCodec
 from processor.worker.lag import ConsumerLagCollector
 from processor.worker.processor import EventProcessor, Record, Rejected
+from processor.worker.window_stage import attach_window_stage
 
 __all__ = ["WorkerApp", "build_worker", "run_worker"]
 
@@ -102,6 +103,7 @@ def build_worker(
     # persists every changed conversation once, with its own partition, before Faust acks the
     # batch (so the changelog is flushed before those offsets can be committed).
     processor = EventProcessor(conversations.data, metrics, awaiting, settings.grace_ms)
+    windows = attach_window_stage(app, settings, registry, processor)
 
     @app.agent(events, name="msgkpi.process-events")
     async def process_events(stream: faust.StreamT[bytes]) -> None:
@@ -110,8 +112,10 @@ def build_worker(
         )
         async for batch in batches:
             outcome = processor.process_batch(
-                Record(event.message.partition, event.key, event.value) for event in batch
+                Record(event.message.partition, event.key, event.value, event.message.offset)
+                for event in batch
             )
+            await windows.send_deltas(outcome.deltas)
             for conversation_id, stored in outcome.changed.items():
                 conversations.send_changelog(stored.partition, conversation_id, stored)
             for index, rejected in outcome.rejected:

@@ -7,7 +7,7 @@ the batch's offsets can be committed.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable, Iterator, MutableMapping
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -15,9 +15,12 @@ from processor.errors import InvalidEvent
 from processor.events import ConversationEvent, event_from_json
 from processor.export.worker_metrics import WorkerMetrics
 from processor.kpi.awaiting import AwaitingIndex
+from processor.kpi.facts import Fact
 from processor.kpi.timeline import Ingested, Timeline
 
-__all__ = ["BatchOutcome", "EventProcessor", "Record", "Rejected", "StoredConversation"]
+__all__ = [
+    "BatchOutcome", "EventProcessor", "FactDelta", "Record", "Rejected", "StoredConversation",
+]
 
 
 class Record(NamedTuple):
@@ -26,6 +29,19 @@ class Record(NamedTuple):
     partition: int
     key: bytes | None
     value: bytes | None
+    offset: int = -1
+
+
+class FactDelta(NamedTuple):
+    """A fact added (weight 1) or withdrawn (weight -1) by the record at (partition, offset).
+    (partition, offset, seq) identifies it: reprocessing the same record after a crash
+    produces the same deltas with the same ids, so the window stage can skip them."""
+
+    partition: int
+    offset: int
+    seq: int
+    weight: int
+    fact: Fact
 
 
 class Rejected(NamedTuple):
@@ -49,6 +65,8 @@ class BatchOutcome(NamedTuple):
     """Conversations to persist, once each however many of their events the batch held."""
     rejected: list[tuple[int, Rejected]]
     """(index in the batch, why) for records that go to the DLQ."""
+    deltas: list[FactDelta]
+    """Every fact the batch added or withdrew, in order, for the windows."""
 
 
 class EventProcessor:
@@ -65,22 +83,32 @@ class EventProcessor:
         self._metrics = metrics
         self._awaiting = awaiting
         self._grace_ms = grace_ms
+        self.partition_max_ms: dict[int, int] = {}
+        """Newest event time seen per partition since start: the window stage's watermark."""
+        self.partition_next_offset: dict[int, int] = {}
+        """Per partition, the offset after the last record processed (facts handed over)."""
 
     def process_batch(self, records: Iterable[Record]) -> BatchOutcome:
         """Apply every record in order; never raises for bad input."""
         changed: dict[str, StoredConversation] = {}
         rejected: list[tuple[int, Rejected]] = []
+        deltas: list[FactDelta] = []
         for index, record in enumerate(records):
+            self.partition_next_offset[record.partition] = record.offset + 1
             outcome = self.process_record(record)
             if isinstance(outcome, Rejected):
                 rejected.append((index, outcome))
             elif outcome is not None:
-                changed[outcome[0]] = outcome[1]
-        return BatchOutcome(changed, rejected)
+                conversation_id, stored, ingested = outcome
+                changed[conversation_id] = stored
+                deltas.extend(_deltas(record, ingested))
+        return BatchOutcome(changed, rejected, deltas)
 
-    def process_record(self, record: Record) -> tuple[str, StoredConversation] | Rejected | None:
-        """Decode and apply one record: what changed, why it was rejected, or None for a
-        duplicate."""
+    def process_record(
+        self, record: Record
+    ) -> tuple[str, StoredConversation, Ingested] | Rejected | None:
+        """Decode and apply one record: what changed and how, why it was rejected, or None for
+        a duplicate."""
         if record.value is None:
             return self._reject("empty", "record has no value")
         try:
@@ -93,8 +121,10 @@ class EventProcessor:
         if stored is None:
             stored = StoredConversation(record.partition, Timeline(grace_ms=self._grace_ms))
             self._table[event.conversation_id] = stored
+        seen_max = self.partition_max_ms.get(record.partition, event.occurred_at_ms)
+        self.partition_max_ms[record.partition] = max(seen_max, event.occurred_at_ms)
         outcome = self.apply(stored.timeline, event)
-        return None if outcome.duplicate else (event.conversation_id, stored)
+        return None if outcome.duplicate else (event.conversation_id, stored, outcome)
 
     def apply(self, timeline: Timeline, event: ConversationEvent) -> Ingested:
         outcome = timeline.ingest(event)
@@ -128,7 +158,18 @@ class EventProcessor:
                 conversation_id, timeline.channel, timeline.state.waiting_since_ms
             )
 
+    def forget_watermarks(self, partitions: set[int]) -> None:
+        for partition in partitions:
+            self.partition_max_ms.pop(partition, None)
+            self.partition_next_offset.pop(partition, None)
+
     def _reject(self, reason: str, error: str) -> Rejected:
         self._metrics.events.inc()
         self._metrics.dlq.labels(reason).inc()
         return Rejected(reason, error)
+
+
+def _deltas(record: Record, ingested: Ingested) -> Iterator[FactDelta]:
+    weighted = [(-1, fact) for fact in ingested.retracted] + [(1, fact) for fact in ingested.added]
+    for seq, (weight, fact) in enumerate(weighted):
+        yield FactDelta(record.partition, record.offset, seq, weight, fact)

@@ -1,0 +1,235 @@
+"""Faust wiring of the window stage (logic in processor.worker.windows).
+
+conversation stage --fact deltas, keyed by channel--> <app>-facts --> window table (panes)
+                                                                  --> msgkpi.kpi snapshots
+                                                                  --> msgkpi_window_* gauges
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Iterator
+from typing import Any
+
+import faust
+import orjson
+from aiokafka.partitioner import murmur2
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from processor.config import Settings
+from processor.kpi.windows import WindowSpec, parse_window
+from processor.worker.processor import EventProcessor, FactDelta
+from processor.worker.windows import (
+    PaneRecord,
+    WindowProcessor,
+    decode_deltas,
+    encode_deltas,
+    snapshot_key,
+)
+
+__all__ = ["WindowStage", "attach_window_stage"]
+
+log = logging.getLogger("msgkpi.worker.windows")
+
+
+class WindowRecordCodec(faust.Codec):
+    """Pane records and closed-window marks <-> JSON."""
+
+    def _dumps(self, obj: Any) -> bytes:
+        if isinstance(obj, PaneRecord):
+            return orjson.dumps({"pane": obj.to_dict()})
+        return orjson.dumps({"closed": int(obj)})
+
+    def _loads(self, s: bytes) -> Any:
+        data = orjson.loads(s)
+        return PaneRecord.from_dict(data["pane"]) if "pane" in data else int(data["closed"])
+
+
+def channel_partition(channel: str, partitions: int) -> int:
+    """The facts partition (and window-table partition) that owns `channel`."""
+    return int((murmur2(channel.encode()) & 0x7FFFFFFF) % partitions)
+
+
+class WindowStage:
+    """Sends fact deltas and progress reports; owns the window agent, timer and gauges."""
+
+    def __init__(self, app: faust.App, settings: Settings, processor: EventProcessor) -> None:
+        self.partitions = settings.topics.events_partitions
+        self.specs: tuple[WindowSpec, ...] = tuple(parse_window(w) for w in settings.windows)
+        self._settings = settings
+        self._app = app
+        self._processor = processor
+        self.facts = app.topic(
+            f"{settings.app_id}-facts", key_type=bytes, value_type=bytes, key_serializer="raw",
+            value_serializer="raw", partitions=self.partitions, internal=True,
+        )
+        self.kpi = app.topic(settings.topics.kpi, key_type=bytes, value_type=bytes,
+                             key_serializer="raw", value_serializer="raw")
+        self.table = app.Table(
+            "windows", partitions=self.partitions, default=None,
+            schema=faust.Schema(key_type=str, key_serializer="raw",
+                                value_serializer=WindowRecordCodec()),
+        )
+        self.windows = WindowProcessor(self.table.data, self.specs, settings.grace_ms)
+
+    def owns(self, channel: str) -> bool:
+        return channel_partition(channel, self.partitions) in self._owned_partitions()
+
+    def _owned_partitions(self) -> set[int]:
+        try:
+            assignment = self._app.consumer.assignment()
+        except Exception:  # not started yet
+            return set()
+        return {tp.partition for tp in assignment if tp.topic == self.facts.get_topic_name()}
+
+    async def send_deltas(self, deltas: list[FactDelta]) -> None:
+        """Hand a batch's deltas to the window stage and wait until Kafka has them: only then
+        may the conversations that produced them be persisted (else a crash could lose them)."""
+        grouped: dict[str, dict[int, list[FactDelta]]] = defaultdict(lambda: defaultdict(list))
+        for delta in deltas:
+            grouped[delta.fact.channel][delta.partition].append(delta)
+        pending = []
+        for channel, by_source in grouped.items():
+            target = channel_partition(channel, self.partitions)
+            for source, items in by_source.items():
+                pending.append(await self.facts.send(
+                    key=channel.encode(), value=encode_deltas(source, items), partition=target))
+        if pending:
+            await asyncio.gather(*pending)
+
+    def _events_lag(self) -> dict[int, int]:
+        """Records not yet processed per owned events partition (Faust's consumer view)."""
+        consumer = self._app.consumer
+        events_topic = self._settings.topics.events
+        committed = getattr(consumer, "_committed_offset", {})
+        lag: dict[int, int] = {}
+        for tp in consumer.assignment():
+            if tp.topic != events_topic:
+                continue
+            processed = self._processor.partition_next_offset.get(tp.partition)
+            next_offset = processed if processed is not None else (committed.get(tp) or 0)
+            lag[tp.partition] = max(0, int(consumer.highwater(tp) or 0) - next_offset)
+        return lag
+
+    async def report_progress(self) -> None:
+        """Tell every window partition how far each owned source partition has got."""
+        try:
+            lag = self._events_lag()
+        except Exception:  # consumer not ready (starting, rebalancing)
+            return
+        for source, behind in lag.items():
+            report = orjson.dumps({"report": {
+                "src": source, "newest": self._processor.partition_max_ms.get(source),
+                "caught_up": behind == 0}})
+            for target in range(self.partitions):
+                await self.facts.send(key=b"", value=report, partition=target)
+
+    def on_message(self, partition: int, value: bytes) -> None:
+        message = orjson.loads(value)
+        if "report" in message:
+            report = message["report"]
+            self.windows.report(report["src"], report["newest"], report["caught_up"])
+            return
+        changed = self.windows.apply(decode_deltas(message["src"], message["deltas"]))
+        for key in changed:
+            self.table.send_changelog(partition, key, self.table.data[key])
+
+    async def publish_snapshots(self) -> None:
+        watermark = self.windows.watermark(self.partitions)
+        if watermark is None:
+            return
+        snapshots, written, deleted = self.windows.tick(watermark, self.owns)
+        for key in written:
+            self.table.send_changelog(self._partition_of_key(key), key, self.table.data[key])
+        for key in deleted:
+            self.table.send_changelog(self._partition_of_key(key), key, None,
+                                      value_serializer="raw")
+        for snapshot in snapshots:
+            await self.kpi.send(key=snapshot_key(snapshot), value=orjson.dumps(snapshot))
+
+    def _partition_of_key(self, key: str) -> int:
+        return channel_partition(key.split("|")[1], self.partitions)
+
+    def forget(self, revoked_partitions: set[int]) -> None:
+        """Drop panes and gauges of channels whose window partition went elsewhere."""
+        for key in list(self.table.data):
+            if channel_partition(key.split("|")[1], self.partitions) in revoked_partitions:
+                del self.table.data[key]
+        for channel, window in list(self.windows.latest_open):
+            if channel_partition(channel, self.partitions) in revoked_partitions:
+                del self.windows.latest_open[(channel, window)]
+
+
+class WindowCollector(Collector):
+    """`msgkpi_window_*` gauges from the newest open-window snapshots of owned channels."""
+
+    def __init__(self, stage: WindowStage) -> None:
+        self._stage = stage
+
+    def collect(self) -> Iterator[Metric]:
+        frt = GaugeMetricFamily(
+            "msgkpi_window_first_response_seconds",
+            "Agent first response time in the rolling window (avg exact; p50/p90 within 1%).",
+            labels=["channel", "window", "stat"])
+        reply = GaugeMetricFamily(
+            "msgkpi_window_reply_seconds", "Agent reply time in the rolling window.",
+            labels=["channel", "window", "stat"])
+        resolution = GaugeMetricFamily(
+            "msgkpi_window_resolution_seconds", "Resolution time in the rolling window.",
+            labels=["channel", "window", "stat"])
+        messages = GaugeMetricFamily(
+            "msgkpi_window_messages", "Messages in the rolling window, by author.",
+            labels=["channel", "window", "author"])
+        cycles = GaugeMetricFamily(
+            "msgkpi_window_cycles", "Cycles opened and resolved in the rolling window.",
+            labels=["channel", "window", "event"])
+        stats = ((frt, "first_response.agent"), (reply, "reply.agent"),
+                 (resolution, "resolution"))
+        for (channel, window), snapshot in sorted(self._stage.windows.latest_open.items()):
+            if not self._stage.owns(channel):
+                continue
+            for family, series in stats:
+                values = snapshot["times"].get(series)
+                for stat in ("avg", "p50", "p90"):
+                    if values and values[stat] is not None:
+                        family.add_metric([channel, window, stat], values[stat])
+            for name, count in snapshot["counts"].items():
+                kind, _, label = name.partition(".")
+                if kind == "messages":
+                    messages.add_metric([channel, window, label], count)
+                elif kind == "cycles" and label in ("opened", "resolved"):
+                    cycles.add_metric([channel, window, label], count)
+        yield from (frt, reply, resolution, messages, cycles)
+
+
+def attach_window_stage(app: faust.App, settings: Settings, registry: CollectorRegistry,
+                        processor: EventProcessor) -> WindowStage:
+    stage = WindowStage(app, settings, processor)
+    registry.register(WindowCollector(stage))
+
+    @app.agent(stage.facts, name="msgkpi.windows")
+    async def aggregate_windows(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            stage.on_message(event.message.partition, event.value)
+
+    @app.timer(settings.snapshot_interval_s)  # type: ignore[untyped-decorator]
+    async def publish_snapshots() -> None:
+        await stage.publish_snapshots()
+
+    @app.timer(1.0)  # type: ignore[untyped-decorator]
+    async def report_progress() -> None:
+        await stage.report_progress()
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+    async def forget_revoked(sender: Any, revoked: set[Any], **_: Any) -> None:
+        facts_topic = stage.facts.get_topic_name()
+        stage.forget({tp.partition for tp in revoked if tp.topic == facts_topic})
+        processor.forget_watermarks(
+            {tp.partition for tp in revoked if tp.topic == settings.topics.events})
+        stage.windows.forget_sources()
+
+    return stage

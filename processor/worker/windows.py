@@ -1,0 +1,222 @@
+"""The window stage: fact deltas from every partition -> panes per channel -> KPI snapshots.
+
+Apart from Faust so it runs and tests on plain dicts. The conversation stage sends each
+channel's fact deltas to one partition of the facts topic (keyed by channel), so one worker owns
+all of a channel's panes. Deltas are identified by (source partition, offset, seq); each pane
+remembers the highest id applied per source partition and skips anything at or below it, so a
+source partition reprocessed after a crash does not count twice.
+
+Watermark: every conversation-stage worker reports, per partition it owns, the newest event time
+it has processed and whether it is caught up. The window watermark is the oldest report among
+partitions that are behind (they may still hold older events), or the newest overall when all
+are caught up. A window closes when the watermark passes its end plus the grace period.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any, Final, NamedTuple
+
+import orjson
+
+from processor.kpi.facts import Fact, FactKind
+from processor.kpi.windows import (
+    WindowAggregate,
+    WindowSpec,
+    closed_window_ends,
+    pane_start,
+    panes_of_window,
+)
+from processor.worker.processor import FactDelta
+
+__all__ = [
+    "PaneRecord",
+    "SourceReport",
+    "WindowProcessor",
+    "decode_deltas",
+    "encode_deltas",
+    "snapshot_key",
+]
+
+SNAPSHOT_SCHEMA: Final = "msgkpi.kpi-snapshot.v1"
+
+
+@dataclass(slots=True)
+class PaneRecord:
+    """A pane's aggregate and, per source partition, the last (offset, seq) applied."""
+
+    aggregate: WindowAggregate = field(default_factory=WindowAggregate)
+    applied: dict[int, tuple[int, int]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"aggregate": self.aggregate.to_dict(),
+                "applied": [[src, offset, seq] for src, (offset, seq) in self.applied.items()]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PaneRecord:
+        return cls(WindowAggregate.from_dict(data["aggregate"]),
+                   {int(src): (int(offset), int(seq)) for src, offset, seq in data["applied"]})
+
+
+class SourceReport(NamedTuple):
+    newest_ms: int | None
+    caught_up: bool
+
+
+def encode_deltas(source: int, deltas: Iterable[FactDelta]) -> bytes:
+    return orjson.dumps({"src": source, "deltas": [
+        [d.offset, d.seq, d.weight, *d.fact] for d in deltas
+    ]})
+
+
+def decode_deltas(source: int, rows: list[list[Any]]) -> list[FactDelta]:
+    return [
+        FactDelta(source, offset, seq, weight,
+                  Fact(FactKind(kind), channel, at_ms, event_id, role, agent, value, cycle))
+        for offset, seq, weight, kind, channel, at_ms, event_id, role, agent, value, cycle in rows
+    ]
+
+
+def pane_key(channel: str, window: str, start_ms: int) -> str:
+    return f"pane|{channel}|{window}|{start_ms}"
+
+
+def closed_key(channel: str, window: str) -> str:
+    return f"closed|{channel}|{window}"
+
+
+def snapshot_key(snapshot: dict[str, Any]) -> bytes:
+    return f"{snapshot['channel']}|{snapshot['window']}|{snapshot['window_end']}".encode()
+
+
+class WindowProcessor:
+    """Panes and closed-window marks in `store` (the window table's local store)."""
+
+    def __init__(self, store: MutableMapping[str, Any], specs: tuple[WindowSpec, ...],
+                 grace_ms: int) -> None:
+        self._store = store
+        self._specs = specs
+        self._grace_ms = grace_ms
+        self._sources: dict[int, SourceReport] = {}
+        self.latest_open: dict[tuple[str, str], dict[str, Any]] = {}
+        """The newest open-window snapshot per (channel, window), for the gauges."""
+        self.late_deltas = 0
+
+    def apply(self, deltas: Iterable[FactDelta]) -> set[str]:
+        """Apply deltas to their panes; returns the keys of the panes that changed."""
+        changed: set[str] = set()
+        for delta in deltas:
+            for spec in self._specs:
+                key = self._apply_to_pane(delta, spec)
+                if key is not None:
+                    changed.add(key)
+        return changed
+
+    def _apply_to_pane(self, delta: FactDelta, spec: WindowSpec) -> str | None:
+        fact = delta.fact
+        start = pane_start(fact.at_ms, spec)
+        closed_until = self._store.get(closed_key(fact.channel, spec.name))
+        if closed_until is not None and start + spec.pane_ms <= closed_until:
+            # Windows already emitted as closed never change; later ones still take it.
+            self.late_deltas += 1
+            if start < closed_until - spec.size_ms + spec.pane_ms:
+                return None
+        key = pane_key(fact.channel, spec.name, start)
+        record = self._store.get(key) or PaneRecord()
+        position = (delta.offset, delta.seq)
+        if record.applied.get(delta.partition, (-1, -1)) >= position:
+            return None
+        record.applied[delta.partition] = position
+        record.aggregate.apply(fact, delta.weight)
+        self._store[key] = record
+        return key
+
+    def report(self, source: int, newest_ms: int | None, caught_up: bool) -> None:
+        self._sources[source] = SourceReport(newest_ms, caught_up)
+
+    def forget_sources(self) -> None:
+        self._sources.clear()
+
+    def watermark(self, partitions: int) -> int | None:
+        """None until every source partition has reported."""
+        if len(self._sources) < partitions:
+            return None
+        behind = [r.newest_ms for r in self._sources.values() if not r.caught_up]
+        if behind:
+            return None if None in behind else min(m for m in behind if m is not None)
+        known = [r.newest_ms for r in self._sources.values() if r.newest_ms is not None]
+        return max(known) if known else None
+
+    def channels(self, owned: Callable[[str], bool]) -> set[str]:
+        return {key.split("|")[1] for key in list(self._store)
+                if key.startswith("pane|") and owned(key.split("|")[1])}
+
+    def tick(self, watermark: int, owned: Callable[[str], bool]) -> tuple[
+            list[dict[str, Any]], set[str], set[str]]:
+        """Snapshots due at `watermark` for the channels `owned` says are ours: every window
+        whose grace has passed (closed, once each) then the open window. Returns (snapshots,
+        keys written, keys deleted)."""
+        snapshots: list[dict[str, Any]] = []
+        written: set[str] = set()
+        deleted: set[str] = set()
+        for channel in sorted(self.channels(owned)):
+            for spec in self._specs:
+                snapshots.extend(self._close_windows(channel, spec, watermark, written))
+                deleted |= self._drop_old_panes(channel, spec)
+                open_snapshot = self._snapshot(channel, spec, pane_start(watermark, spec)
+                                               + spec.pane_ms, "open", watermark)
+                self.latest_open[(channel, spec.name)] = open_snapshot
+                snapshots.append(open_snapshot)
+        return snapshots, written, deleted
+
+    def _close_windows(self, channel: str, spec: WindowSpec, watermark: int,
+                       written: set[str]) -> list[dict[str, Any]]:
+        key = closed_key(channel, spec.name)
+        last = self._store.get(key)
+        if last is None:
+            last = self._first_pane(channel, spec)
+            if last is None:
+                return []
+        ends = list(closed_window_ends(last, watermark, self._grace_ms, spec))
+        if not ends:
+            return []
+        self._store[key] = ends[-1]
+        written.add(key)
+        return [self._snapshot(channel, spec, end, "closed", None) for end in ends
+                if self._has_data(channel, spec, end)]
+
+    def _first_pane(self, channel: str, spec: WindowSpec) -> int | None:
+        prefix = f"pane|{channel}|{spec.name}|"
+        starts = [int(key[len(prefix):]) for key in list(self._store) if key.startswith(prefix)]
+        return min(starts) if starts else None
+
+    def _has_data(self, channel: str, spec: WindowSpec, end: int) -> bool:
+        return any(pane_key(channel, spec.name, start) in self._store
+                   for start in panes_of_window(end, spec))
+
+    def _drop_old_panes(self, channel: str, spec: WindowSpec) -> set[str]:
+        closed_until = self._store.get(closed_key(channel, spec.name))
+        if closed_until is None:
+            return set()
+        prefix = f"pane|{channel}|{spec.name}|"
+        oldest_needed = closed_until - spec.size_ms + spec.pane_ms
+        doomed = {key for key in list(self._store)
+                  if key.startswith(prefix) and int(key[len(prefix):]) < oldest_needed}
+        for key in doomed:
+            del self._store[key]
+        return doomed
+
+    def _snapshot(self, channel: str, spec: WindowSpec, end: int, state: str,
+                  watermark: int | None) -> dict[str, Any]:
+        panes = (self._store.get(pane_key(channel, spec.name, start))
+                 for start in panes_of_window(end, spec))
+        merged = WindowAggregate.merged(p.aggregate for p in panes if p is not None)
+        snapshot: dict[str, Any] = {
+            "schema": SNAPSHOT_SCHEMA, "channel": channel, "window": spec.name,
+            "window_start": end - spec.size_ms, "window_end": end, "state": state,
+            **merged.summary(),
+        }
+        if watermark is not None:
+            snapshot["watermark"] = watermark
+        return snapshot

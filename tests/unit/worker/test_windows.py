@@ -1,0 +1,134 @@
+"""The window stage on plain dicts: panes, dedupe by (source, offset, seq), watermark, closing
+once, late facts, and snapshots valid against schemas/kpi-snapshot.v1.schema.json."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import fastjsonschema
+import orjson
+import pytest
+
+from processor.kpi.facts import Fact, FactKind
+from processor.kpi.windows import WindowSpec
+from processor.worker.processor import FactDelta
+from processor.worker.windows import WindowProcessor, decode_deltas, encode_deltas
+
+SCHEMA = orjson.loads(
+    (Path(__file__).resolve().parents[3] / "schemas" / "kpi-snapshot.v1.schema.json").read_bytes()
+)
+validate = fastjsonschema.compile(SCHEMA)
+FIVE = WindowSpec("5m", 300_000)  # panes of 25 s
+GRACE = 60_000
+
+
+def frt(at_s: float, seconds: float, channel: str = "whatsapp") -> Fact:
+    return Fact(FactKind.FIRST_RESPONSE, channel, int(at_s * 1000), f"e{at_s}", "agent", "ana",
+                seconds, 1)
+
+
+def msg(at_s: float, author: str = "customer", channel: str = "whatsapp") -> Fact:
+    return Fact(FactKind.MESSAGE, channel, int(at_s * 1000), f"m{at_s}", author, "", 1.0, 1)
+
+
+def delta(offset: int, fact: Fact, weight: int = 1, source: int = 0, seq: int = 0) -> FactDelta:
+    return FactDelta(source, offset, seq, weight, fact)
+
+
+@pytest.fixture
+def store() -> dict[str, Any]:
+    return {}
+
+
+def everything(_: str) -> bool:
+    return True
+
+
+def closed(snapshots: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    return {s["window_end"]: s for s in snapshots if s["state"] == "closed"}
+
+
+def test_a_replayed_delta_is_applied_once(store: dict[str, Any]) -> None:
+    windows = WindowProcessor(store, (FIVE,), GRACE)
+    deltas = [delta(1, msg(10)), delta(2, msg(20))]
+    windows.apply(deltas)
+    windows.apply(deltas)  # the source partition reprocessed after a crash
+    windows.report(0, 400_000, caught_up=True)
+    snapshots, _, _ = windows.tick(400_000, everything)
+    assert closed(snapshots)[300_000]["counts"] == {"messages.customer": 2}
+
+
+def test_withdrawn_fact_leaves_the_window(store: dict[str, Any]) -> None:
+    windows = WindowProcessor(store, (FIVE,), GRACE)
+    windows.apply([delta(1, frt(10, 30.0)), delta(2, frt(10, 30.0), weight=-1, seq=0),
+                   delta(2, frt(10, 12.0), seq=1)])
+    snapshots, _, _ = windows.tick(400_000, everything)
+    times = closed(snapshots)[300_000]["times"]["first_response.agent"]
+    assert (times["count"], times["sum"], times["avg"]) == (1, 12.0, 12.0)
+
+
+def test_windows_close_once_after_grace(store: dict[str, Any]) -> None:
+    windows = WindowProcessor(store, (FIVE,), GRACE)
+    windows.apply([delta(1, msg(10))])
+    first, written, _ = windows.tick(300_000 + GRACE - 1, everything)
+    assert 300_000 not in closed(first)
+    second, written, _ = windows.tick(300_000 + GRACE, everything)
+    assert 300_000 in closed(second) and written == {"closed|whatsapp|5m"}
+    third, _, _ = windows.tick(300_000 + GRACE, everything)
+    assert closed(third) == {}
+
+
+def test_late_fact_does_not_change_a_closed_window(store: dict[str, Any]) -> None:
+    windows = WindowProcessor(store, (FIVE,), GRACE)
+    windows.apply([delta(1, msg(10))])
+    windows.tick(400_000, everything)  # closes windows ending up to 325 s
+    windows.apply([delta(2, msg(12))])
+    assert windows.late_deltas == 1
+    later, _, _ = windows.tick(900_000, everything)
+    # Windows that closed before the late fact stay as emitted; a later window that still holds
+    # its pane counts it (pane [0, 25 s) is in windows ending up to 300 s only).
+    assert all(s["counts"].get("messages.customer", 0) <= 1 for s in closed(later).values())
+
+
+def test_watermark_waits_for_every_partition_and_for_those_behind() -> None:
+    windows = WindowProcessor({}, (FIVE,), GRACE)
+    windows.report(0, 1_000, caught_up=True)
+    assert windows.watermark(2) is None
+    windows.report(1, 500, caught_up=False)
+    assert windows.watermark(2) == 500
+    windows.report(1, 800, caught_up=True)
+    assert windows.watermark(2) == 1_000
+    windows.report(1, None, caught_up=False)
+    assert windows.watermark(2) is None
+
+
+def test_only_owned_channels_get_snapshots(store: dict[str, Any]) -> None:
+    windows = WindowProcessor(store, (FIVE,), GRACE)
+    windows.apply([delta(1, msg(10, channel="line")), delta(2, msg(10, channel="x"))])
+    snapshots, _, _ = windows.tick(400_000, lambda channel: channel == "line")
+    assert {s["channel"] for s in snapshots} == {"line"}
+
+
+def test_old_panes_are_dropped_once_no_open_window_needs_them(store: dict[str, Any]) -> None:
+    windows = WindowProcessor(store, (FIVE,), GRACE)
+    windows.apply([delta(1, msg(10)), delta(2, msg(1_000))])
+    _, _, deleted = windows.tick(2_000_000, everything)
+    assert deleted == {"pane|whatsapp|5m|0", "pane|whatsapp|5m|1000000"}
+
+
+def test_snapshots_validate_against_the_schema(store: dict[str, Any]) -> None:
+    windows = WindowProcessor(store, (FIVE,), GRACE)
+    windows.apply([delta(1, msg(10)), delta(2, frt(20, 0.0)), delta(3, msg(30, "agent")),
+                   delta(4, Fact(FactKind.CYCLE_RESOLVED, "whatsapp", 40_000, "r", "spam",
+                                 "ana", 1.0, 1))])
+    snapshots, _, _ = windows.tick(400_000, everything)
+    assert snapshots
+    for snapshot in snapshots:
+        validate(snapshot)
+
+
+def test_deltas_round_trip_through_the_wire_format() -> None:
+    deltas = [delta(7, frt(10, 3.5), seq=2, source=4), delta(8, msg(11), weight=-1, source=4)]
+    message = orjson.loads(encode_deltas(4, deltas))
+    assert decode_deltas(message["src"], message["deltas"]) == deltas
