@@ -2,6 +2,10 @@
 # `make up` / `make down`: the broker, one gateway and one worker in the background.
 # `up` returns once all three are ready; `down` stops exactly what `up` started (the broker
 # only if `up` started it) and nothing else.
+# The gateway runs with all eight platform channels enabled: throwaway local secrets are made
+# once in $STATE_DIR/secrets.env (never printed, never committed; .cache/ is git-ignored) and
+# exported as MSGKPI_<CHANNEL>_SECRET / _VERIFY_TOKEN, unless already set in the environment.
+# `up.sh exec CMD...` runs CMD with the same variables (make run: the native simulator).
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -12,6 +16,31 @@ KAFKA="$REPO_ROOT/deploy/kafka/kafka.sh"
 GATEWAY_PORT="${MSGKPI_GATEWAY_PORT:-8080}"
 WORKER_PORT="${MSGKPI_WORKER_PORT:-6066}"
 READY_TIMEOUT="${MSGKPI_UP_TIMEOUT:-120}"
+SECRETS_FILE="$STATE_DIR/secrets.env"
+
+ensure_secrets() {
+    mkdir -p "$STATE_DIR"
+    [[ -s "$SECRETS_FILE" ]] && return
+    (umask 077 && "$BIN/python" -c '
+import secrets, sys
+channels = ("whatsapp", "messenger", "instagram", "telegram", "line", "wechat", "x", "chatwoot")
+lines = ["# Throwaway webhook secrets for the local gateway and simulator (deploy/up.sh)."]
+lines += [f"MSGKPI_{c.upper()}_SECRET={secrets.token_hex(16)}" for c in channels]
+lines += [f"MSGKPI_{c.upper()}_VERIFY_TOKEN={secrets.token_hex(12)}" for c in channels[:3]]
+with open(sys.argv[1] + ".tmp", "w") as fh:
+    fh.write("\n".join(lines) + "\n")
+' "$SECRETS_FILE" && mv "$SECRETS_FILE.tmp" "$SECRETS_FILE")
+    echo "up: generated throwaway local webhook secrets in $SECRETS_FILE"
+}
+
+load_secrets() {
+    ensure_secrets
+    local name value
+    while IFS='=' read -r name value; do
+        [[ "$name" =~ ^MSGKPI_[A-Z_]+$ ]] || continue
+        [[ -n "${!name:-}" ]] || export "$name=$value"
+    done <"$SECRETS_FILE"
+}
 
 http_ok() {
     "$BIN/python" - "$1" <<'PY'
@@ -79,6 +108,7 @@ up() {
     else
         echo "up: broker already running; it will be left running by 'make down'"
     fi
+    load_secrets
     start_service gateway
     start_service worker
     wait_ready gateway "http://127.0.0.1:$GATEWAY_PORT/readyz"
@@ -101,5 +131,11 @@ down() {
 case "${1:-}" in
     up) up ;;
     down) down ;;
-    *) echo "usage: $0 up|down" >&2; exit 2 ;;
+    exec)
+        shift
+        [[ $# -gt 0 ]] || { echo "usage: $0 exec COMMAND [ARGS...]" >&2; exit 2; }
+        load_secrets
+        exec "$@"
+        ;;
+    *) echo "usage: $0 up|down|exec COMMAND..." >&2; exit 2 ;;
 esac

@@ -9,9 +9,10 @@ Two halves, kept apart on purpose:
   delays; customers follow up; cycles get resolved (a few as `no_reply_needed` or `spam`), some are
   reopened, some get a CSAT answer, tags and assignments happen along the way.
 * The **transport** turns batches of events into HTTP requests (`Encoder`; the default
-  `CanonicalEncoder` posts to `/webhooks/canonical`, a platform-native signed encoder can replace
-  it) and `Sender` delivers them with bounded retries. `run_live` paces the stream on the wall
-  clock: simulated time runs at `speed` x real time from `start_ms`.
+  `CanonicalEncoder` posts to `/webhooks/canonical`; `processor.simulate_native.NativeEncoder`
+  posts each platform's own signed webhooks, `--transport native`) and `Sender` delivers them
+  with bounded retries. `run_live` paces the stream on the wall clock: simulated time runs at
+  `speed` x real time from `start_ms`.
 
 Every event is accounted for: generated = delivered + rejected (4xx) + failed (gave up after
 retries, or aborted) once a run has finished.
@@ -712,7 +713,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `msgkpi simulate`."""
     parser.description = (
         "Send realistic customer-care traffic (customers, agents, bots on several channels) to "
-        "the gateway's canonical webhook, paced by simulated time."
+        "the gateway, paced by simulated time: as canonical events, or as each platform's own "
+        "signed webhooks (--transport native)."
     )
     add = parser.add_argument
     add("--rate", type=_positive(float), default=2.0, metavar="N",
@@ -743,6 +745,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="tries per request on 5xx/429/connection errors before giving up (default 8)")
     add("--progress", type=_positive(float, allow_zero=True), default=5.0, metavar="SECONDS",
         help="seconds between progress lines on stderr (default 5; 0 = none)")
+    add("--transport", choices=("native", "canonical"), default=None,
+        help="native: each platform's signed webhooks (secrets from MSGKPI_<CHANNEL>_SECRET; "
+             "see processor/simulate_native.py); canonical: /webhooks/canonical (default: "
+             "native when every chosen channel has its secret)")
 
 
 def _summary(stats: SendStats, elapsed: float, seed: int, run_id: str) -> str:
@@ -757,7 +763,7 @@ def _summary(stats: SendStats, elapsed: float, seed: int, run_id: str) -> str:
 
 async def _live_main(
     stream: Iterable[ScheduledEvent], start_ms: int, gateway: str, options: LiveOptions,
-    out: IO[bytes] | None,
+    out: IO[bytes] | None, encoder: Encoder | None = None,
 ) -> SendStats:
     loop = asyncio.get_running_loop()
     stop, abort = asyncio.Event(), asyncio.Event()
@@ -779,8 +785,8 @@ async def _live_main(
             pass
     try:
         return await run_live(
-            stream, start_ms=start_ms, gateway=gateway, options=options, out=out, stop=stop,
-            abort=abort, err=sys.stderr,
+            stream, start_ms=start_ms, gateway=gateway, options=options, encoder=encoder,
+            out=out, stop=stop, abort=abort, err=sys.stderr,
         )
     finally:
         for signum in installed:
@@ -822,13 +828,21 @@ def run_simulation(settings: Settings, args: argparse.Namespace) -> int:
         speed=args.speed, duration_s=args.duration, batch=args.batch,
         concurrency=args.concurrency, max_tries=args.max_tries, progress_s=args.progress,
     )
-    print(f"msgkpi simulate: posting to {gateway}/webhooks/canonical, {args.rate:g} conv/s, "
+    from processor.simulate_native import NativeEncoder, default_transport
+
+    transport = getattr(args, "transport", None) or default_transport(settings, args.channels)
+    encoder: Encoder | None = None
+    where = f"{gateway}/webhooks/canonical"
+    if transport == "native":
+        encoder = NativeEncoder(settings, as_array=args.batch > 1)
+        where = f"{gateway}/webhooks/<channel> (native, signed)"
+    print(f"msgkpi simulate: posting to {where}, {args.rate:g} conv/s, "
           f"speed {args.speed:g}x, channels {','.join(scenario.channels)}, seed {seed}, "
           f"run id {run_id}", file=sys.stderr, flush=True)
     began = time.monotonic()
     out = args.out.open("wb") if args.out is not None else None
     try:
-        stats = asyncio.run(_live_main(stream, start_ms, gateway, options, out))
+        stats = asyncio.run(_live_main(stream, start_ms, gateway, options, out, encoder))
     finally:
         if out is not None:
             out.close()
