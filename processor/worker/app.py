@@ -27,6 +27,7 @@ from processor.topics import ensure_topics
 from processor.worker.codec import ConversationCodec
 from processor.worker.lag import ConsumerLagCollector
 from processor.worker.processor import EventProcessor, Record, Rejected
+from processor.worker.tables import string_keyed_table
 from processor.worker.window_stage import attach_window_stage
 
 __all__ = ["WorkerApp", "build_worker", "run_worker"]
@@ -86,11 +87,7 @@ def build_worker(
         settings.topics.dlq, key_type=bytes, value_type=bytes, key_serializer="raw",
         value_serializer="raw",
     )
-    conversations = app.Table(
-        "conversations", partitions=partitions, default=None,
-        schema=faust.Schema(key_type=str, key_serializer="raw",
-                            value_serializer=ConversationCodec()),
-    )
+    conversations = string_keyed_table(app, "conversations", partitions, ConversationCodec())
     metrics = WorkerMetrics(
         registry,
         sla_targets_s=policies.targets_s() if policies else (),
@@ -128,7 +125,7 @@ def build_worker(
         )
         log.info("partitions revoked: dropped %d conversations from memory", gone)
 
-    @conversations.on_recover
+    @conversations.on_recover  # type: ignore[untyped-decorator]
     async def reindex_after_rebalance() -> None:
         processor.rebuild_awaiting()
         log.info("conversation table ready: %d conversations owned", len(conversations))

@@ -19,8 +19,10 @@ class ConversationCodec(Codec):
     def _dumps(self, obj: Any) -> bytes:
         if not isinstance(obj, StoredConversation):
             raise TypeError(f"expected a StoredConversation, got {type(obj).__name__}")
-        return orjson.dumps({"partition": obj.partition, "timeline": obj.timeline.to_dict()})
+        return orjson.dumps({"partition": obj.partition, "timeline": obj.timeline.to_dict(),
+                             "sla": obj.sla})
 
     def _loads(self, s: bytes) -> StoredConversation:
         data = orjson.loads(s)
-        return StoredConversation(data["partition"], Timeline.from_dict(data["timeline"]))
+        return StoredConversation(data["partition"], Timeline.from_dict(data["timeline"]),
+                                  data.get("sla"))

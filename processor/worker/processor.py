@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, MutableMapping
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from processor.errors import InvalidEvent
 from processor.events import ConversationEvent, event_from_json
@@ -19,6 +19,7 @@ from processor.kpi.facts import Fact
 from processor.kpi.timeline import Ingested, Timeline
 
 __all__ = [
+    "AppliedObserver",
     "BatchOutcome", "EventProcessor", "FactDelta", "Record", "Rejected", "StoredConversation",
 ]
 
@@ -58,6 +59,16 @@ class StoredConversation:
 
     partition: int
     timeline: Timeline
+    sla: dict[str, Any] | None = None
+    """The SLA stage's per-conversation record (policy match, alerts already emitted);
+    persisted with the conversation so nothing is emitted twice after a restart."""
+
+
+class AppliedObserver(Protocol):
+    """Called after a new (non-duplicate) event changed a conversation."""
+
+    def __call__(self, conversation_id: str, stored: StoredConversation,
+                 event: ConversationEvent, ingested: Ingested) -> None: ...
 
 
 class BatchOutcome(NamedTuple):
@@ -78,8 +89,10 @@ class EventProcessor:
         metrics: WorkerMetrics,
         awaiting: AwaitingIndex,
         grace_ms: int,
+        observer: AppliedObserver | None = None,
     ) -> None:
         self._table = table
+        self.observer = observer
         self._metrics = metrics
         self._awaiting = awaiting
         self._grace_ms = grace_ms
@@ -124,7 +137,11 @@ class EventProcessor:
         seen_max = self.partition_max_ms.get(record.partition, event.occurred_at_ms)
         self.partition_max_ms[record.partition] = max(seen_max, event.occurred_at_ms)
         outcome = self.apply(stored.timeline, event)
-        return None if outcome.duplicate else (event.conversation_id, stored, outcome)
+        if outcome.duplicate:
+            return None
+        if self.observer is not None:
+            self.observer(event.conversation_id, stored, event, outcome)
+        return event.conversation_id, stored, outcome
 
     def apply(self, timeline: Timeline, event: ConversationEvent) -> Ingested:
         outcome = timeline.ingest(event)

@@ -23,6 +23,7 @@ from prometheus_client.registry import Collector
 from processor.config import Settings
 from processor.kpi.windows import WindowSpec, parse_window
 from processor.worker.processor import EventProcessor, FactDelta
+from processor.worker.tables import string_keyed_table
 from processor.worker.windows import (
     PaneRecord,
     WindowProcessor,
@@ -69,11 +70,7 @@ class WindowStage:
         )
         self.kpi = app.topic(settings.topics.kpi, key_type=bytes, value_type=bytes,
                              key_serializer="raw", value_serializer="raw")
-        self.table = app.Table(
-            "windows", partitions=self.partitions, default=None,
-            schema=faust.Schema(key_type=str, key_serializer="raw",
-                                value_serializer=WindowRecordCodec()),
-        )
+        self.table = string_keyed_table(app, "windows", self.partitions, WindowRecordCodec())
         self.windows = WindowProcessor(self.table.data, self.specs, settings.grace_ms)
 
     def owns(self, channel: str) -> bool:
@@ -96,8 +93,11 @@ class WindowStage:
         for channel, by_source in grouped.items():
             target = channel_partition(channel, self.partitions)
             for source, items in by_source.items():
+                # force: publish now, not attached to the current event (Faust would hold
+                # attached messages until the commit, after the changelog writes).
                 pending.append(await self.facts.send(
-                    key=channel.encode(), value=encode_deltas(source, items), partition=target))
+                    key=channel.encode(), value=encode_deltas(source, items), partition=target,
+                    force=True))
         if pending:
             await asyncio.gather(*pending)
 
@@ -126,7 +126,7 @@ class WindowStage:
                 "src": source, "newest": self._processor.partition_max_ms.get(source),
                 "caught_up": behind == 0}})
             for target in range(self.partitions):
-                await self.facts.send(key=b"", value=report, partition=target)
+                await self.facts.send(key=b"", value=report, partition=target, force=True)
 
     def on_message(self, partition: int, value: bytes) -> None:
         message = orjson.loads(value)
@@ -149,7 +149,8 @@ class WindowStage:
             self.table.send_changelog(self._partition_of_key(key), key, None,
                                       value_serializer="raw")
         for snapshot in snapshots:
-            await self.kpi.send(key=snapshot_key(snapshot), value=orjson.dumps(snapshot))
+            await self.kpi.send(key=snapshot_key(snapshot), value=orjson.dumps(snapshot),
+                                force=True)
 
     def _partition_of_key(self, key: str) -> int:
         return channel_partition(key.split("|")[1], self.partitions)

@@ -183,15 +183,16 @@ class WindowProcessor:
             return []
         self._store[key] = ends[-1]
         written.add(key)
-        return [self._snapshot(channel, spec, end, "closed", None) for end in ends
-                if self._has_data(channel, spec, end)]
+        snapshots = (self._snapshot(channel, spec, end, "closed", None) for end in ends
+                     if self._has_panes(channel, spec, end))
+        return [s for s in snapshots if s["counts"] or s["times"]]
 
     def _first_pane(self, channel: str, spec: WindowSpec) -> int | None:
         prefix = f"pane|{channel}|{spec.name}|"
         starts = [int(key[len(prefix):]) for key in list(self._store) if key.startswith(prefix)]
         return min(starts) if starts else None
 
-    def _has_data(self, channel: str, spec: WindowSpec, end: int) -> bool:
+    def _has_panes(self, channel: str, spec: WindowSpec, end: int) -> bool:
         return any(pane_key(channel, spec.name, start) in self._store
                    for start in panes_of_window(end, spec))
 

@@ -1,0 +1,143 @@
+"""Exactness on the real broker: the KPI snapshots of closed windows equal the oracle's
+computation over the same event log, with duplicates and reordering in the input,
+(a) with one worker killed with SIGKILL twice mid-stream and restarted, and
+(b) with two workers sharing the partitions, one joining mid-stream (a rebalance); afterwards
+each channel's window gauges come from exactly one worker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from processor.config import Topics
+from processor.topics import ensure_topics
+from tests.integration.exactness import (
+    closed_snapshots,
+    deliveries,
+    event_log,
+    produce,
+    read_all,
+)
+from tests.integration.services import Deployment, Service, free_port, wait_until
+from tests.oracle.windowed import expected_windows
+
+pytestmark = pytest.mark.integration
+
+WINDOWS = {"5m": 300_000, "1h": 3_600_000}
+GRACE_S = 300
+ENV = {
+    "MSGKPI_WINDOWS": ",".join(WINDOWS),
+    "MSGKPI_GRACE_S": str(GRACE_S),
+    "MSGKPI_SNAPSHOT_INTERVAL_S": "1",
+    "MSGKPI_BATCH_MAX": "200",
+}
+
+
+def assert_snapshots_equal_oracle(closed: dict[tuple[str, str, int], Any],
+                                  expected: dict[tuple[str, str, int], Any]) -> None:
+    missing = sorted(set(expected) - set(closed))
+    extra = sorted(set(closed) - set(expected))
+    assert not missing and not extra, (
+        f"{len(missing)} windows missing, e.g. {missing[:3]}; {len(extra)} unexpected, "
+        f"e.g. {extra[:3]}; newest event {max(k[2] for k in expected)}"
+    )
+    for key, want in expected.items():
+        got = closed[key]
+        assert got["counts"] == want["counts"], key
+        assert sorted(got["times"]) == sorted(want["times"]), key
+        for series, values in want["times"].items():
+            stats = got["times"][series]
+            assert stats["count"] == len(values), (key, series)
+            assert math.isclose(stats["sum"], round(sum(values), 3), abs_tol=1e-3), (key, series)
+            for q, stat in ((0.5, "p50"), (0.9, "p90")):
+                exact = sorted(values)[math.floor(q * (len(values) - 1))]
+                assert abs(stats[stat] - exact) <= 0.01 * exact + 1e-9, (key, series, stat)
+
+
+def load(deployment: Deployment, seed: int, count: int) -> tuple[list[Any], int]:
+    events = event_log(count, seed)
+    delivered = deliveries(events, seed, max_shift_s=GRACE_S / 3, duplicate_share=0.05)
+    topics = Topics.with_prefix(f"msgkpi-test-{deployment.tag}")
+    asyncio.run(ensure_topics(deployment.bootstrap, topics))
+    asyncio.run(produce(deployment.bootstrap, topics.events, delivered))
+    return events, len(delivered)
+
+
+def settled(workers: list[Service], total: int, expected: dict[Any, Any],
+            deployment: Deployment) -> dict[tuple[str, str, int], Any]:
+    """Wait until every record is processed and every expected window was emitted closed."""
+    topic = f"msgkpi-test-{deployment.tag}.kpi"
+    wait_until(lambda: sum(w.sample("msgkpi_worker_events_total") for w in workers) >= total,
+               240, what="all events processed")
+    found: dict[tuple[str, str, int], Any] = {}
+
+    def all_closed() -> bool:
+        found.clear()
+        found.update(closed_snapshots(asyncio.run(read_all(deployment.bootstrap, topic))))
+        return set(expected) <= set(found)
+
+    with contextlib.suppress(AssertionError):  # the comparison below says what is missing
+        wait_until(all_closed, 90, interval_s=2, what="every expected window closed")
+    return found
+
+
+def test_sigkill_twice_mid_stream_gives_the_oracle_windows(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    deployment = Deployment(kafka_bootstrap, extra_env=ENV)
+    events, total = load(deployment, seed=11, count=4000)
+    expected = expected_windows(events, WINDOWS, GRACE_S * 1000)
+    port = free_port()
+    processed_before_crash = 0.0
+    for attempt in (1, 2):
+        worker = Service(deployment, "worker", port, tmp_path, name=f"worker-{attempt}")
+        wait_until(lambda w=worker: w.sample("msgkpi_worker_events_total") >= total // 3,  # type: ignore[misc]
+                   240, interval_s=0.05, what="progress before the kill")
+        processed_before_crash += worker.sample("msgkpi_worker_events_total")
+        worker.kill()
+    worker = Service(deployment, "worker", port, tmp_path, name="worker-final")
+    try:
+        wait_until(lambda: worker.sample("msgkpi_worker_events_total") > 0, 120,
+                   what="restarted worker processing")
+        closed = settled([worker], 0, expected, deployment)
+        assert_snapshots_equal_oracle(closed, expected)
+        assert processed_before_crash > 0
+    finally:
+        worker.stop()
+
+
+def test_two_workers_with_a_rebalance_give_the_oracle_windows_and_disjoint_gauges(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    deployment = Deployment(kafka_bootstrap, extra_env=ENV)
+    events, total = load(deployment, seed=12, count=3000)
+    expected = expected_windows(events, WINDOWS, GRACE_S * 1000)
+    first = Service(deployment, "worker", free_port(), tmp_path, name="worker-a")
+    second: Service | None = None
+    try:
+        wait_until(lambda: first.sample("msgkpi_worker_events_total") > total / 4, 240,
+                   interval_s=0.05, what="first worker under way")
+        second = Service(deployment, "worker", free_port(), tmp_path, name="worker-b")
+        workers = [first, second]
+        closed = settled(workers, total, expected, deployment)
+        assert_snapshots_equal_oracle(closed, expected)
+
+        def gauge_channels(worker: Service) -> set[str]:
+            return {dict(labels)["channel"] for (name, labels) in worker.metrics()
+                    if name == "msgkpi_window_messages"}
+
+        def disjoint_and_complete() -> bool:
+            a, b = gauge_channels(first), gauge_channels(second)  # type: ignore[arg-type]
+            return not (a & b) and (a | b) == {e.channel for e in events} and bool(a and b)
+
+        wait_until(disjoint_and_complete, 60, interval_s=1,
+                   what="each channel's window gauges on exactly one worker")
+    finally:
+        if second is not None:
+            second.stop()
+        first.stop()
