@@ -110,9 +110,13 @@ class WindowStage:
         for tp in consumer.assignment():
             if tp.topic != events_topic:
                 continue
+            highwater = consumer.highwater(tp)
             processed = self._processor.partition_next_offset.get(tp.partition)
-            next_offset = processed if processed is not None else (committed.get(tp) or 0)
-            lag[tp.partition] = max(0, int(consumer.highwater(tp) or 0) - next_offset)
+            next_offset = processed if processed is not None else committed.get(tp)
+            if highwater is None or next_offset is None:
+                lag[tp.partition] = -1  # not known yet: counts as behind
+            else:
+                lag[tp.partition] = max(0, int(highwater) - next_offset)
         return lag
 
     async def report_progress(self) -> None:
@@ -132,7 +136,10 @@ class WindowStage:
         message = orjson.loads(value)
         if "report" in message:
             report = message["report"]
-            self.windows.report(report["src"], report["newest"], report["caught_up"])
+            grown = self.windows.report(partition, report["src"], report["newest"],
+                                        report["caught_up"])
+            if grown is not None:
+                self.table.send_changelog(partition, grown, self.table.data[grown])
             return
         changed = self.windows.apply(decode_deltas(message["src"], message["deltas"]))
         for key in changed:
@@ -153,12 +160,15 @@ class WindowStage:
                                 force=True)
 
     def _partition_of_key(self, key: str) -> int:
-        return channel_partition(key.split("|")[1], self.partitions)
+        kind, first, *_ = key.split("|")
+        if kind == "source":
+            return int(first)
+        return channel_partition(first, self.partitions)
 
     def forget(self, revoked_partitions: set[int]) -> None:
         """Drop panes and gauges of channels whose window partition went elsewhere."""
         for key in list(self.table.data):
-            if channel_partition(key.split("|")[1], self.partitions) in revoked_partitions:
+            if self._partition_of_key(key) in revoked_partitions:
                 del self.table.data[key]
         for channel, window in list(self.windows.latest_open):
             if channel_partition(channel, self.partitions) in revoked_partitions:
@@ -188,6 +198,16 @@ class WindowCollector(Collector):
         cycles = GaugeMetricFamily(
             "msgkpi_window_cycles", "Cycles opened and resolved in the rolling window.",
             labels=["channel", "window", "event"])
+        progress = GaugeMetricFamily(
+            "msgkpi_window_source_newest_seconds",
+            "Per source partition of msgkpi.events: newest event time processed (unix s), as "
+            "heard by this worker's window stage; the window watermark derives from these.",
+            labels=["partition", "caught_up"])
+        for source, report in sorted(self._stage.windows.sources.items()):
+            if report.newest_ms is not None:
+                progress.add_metric([str(source), str(report.caught_up).lower()],
+                                    report.newest_ms / 1000)
+        yield progress
         stats = ((frt, "first_response.agent"), (reply, "reply.agent"),
                  (resolution, "resolution"))
         for (channel, window), snapshot in sorted(self._stage.windows.latest_open.items()):

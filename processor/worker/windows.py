@@ -82,6 +82,10 @@ def pane_key(channel: str, window: str, start_ms: int) -> str:
     return f"pane|{channel}|{window}|{start_ms}"
 
 
+def source_key(window_partition: int, source: int) -> str:
+    return f"source|{window_partition}|{source}"
+
+
 def closed_key(channel: str, window: str) -> str:
     return f"closed|{channel}|{window}"
 
@@ -132,8 +136,25 @@ class WindowProcessor:
         self._store[key] = record
         return key
 
-    def report(self, source: int, newest_ms: int | None, caught_up: bool) -> None:
-        self._sources[source] = SourceReport(newest_ms, caught_up)
+    def report(self, window_partition: int, source: int, newest_ms: int | None,
+               caught_up: bool) -> str | None:
+        """Note a source partition's progress as heard on `window_partition`. The newest event
+        time is also kept in the store (key returned when it grew), because a worker that
+        restarts after a source was fully processed will never see that source's newest
+        event again."""
+        key = source_key(window_partition, source)
+        stored = self._store.get(key)
+        newest = max(m for m in (stored, newest_ms) if m is not None) if (
+            stored is not None or newest_ms is not None) else None
+        self._sources[source] = SourceReport(newest, caught_up)
+        if newest is not None and newest != stored:
+            self._store[key] = newest
+            return key
+        return None
+
+    @property
+    def sources(self) -> dict[int, SourceReport]:
+        return dict(self._sources)
 
     def forget_sources(self) -> None:
         self._sources.clear()

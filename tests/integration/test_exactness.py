@@ -1,5 +1,6 @@
 """Exactness on the real broker: the KPI snapshots of closed windows equal the oracle's
 computation over the same event log, with duplicates and reordering in the input,
+(0) with one worker, as a baseline,
 (a) with one worker killed with SIGKILL twice mid-stream and restarted, and
 (b) with two workers sharing the partitions, one joining mid-stream (a rebalance); afterwards
 each channel's window gauges come from exactly one worker."""
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 
 from processor.config import Topics
-from processor.topics import ensure_topics
+from processor.topics import KPI_PARTITIONS, ensure_topics
 from tests.integration.exactness import (
     closed_snapshots,
     deliveries,
@@ -78,12 +79,24 @@ def settled(workers: list[Service], total: int, expected: dict[Any, Any],
 
     def all_closed() -> bool:
         found.clear()
-        found.update(closed_snapshots(asyncio.run(read_all(deployment.bootstrap, topic))))
+        found.update(closed_snapshots(asyncio.run(read_all(deployment.bootstrap, topic, KPI_PARTITIONS))))
         return set(expected) <= set(found)
 
     with contextlib.suppress(AssertionError):  # the comparison below says what is missing
         wait_until(all_closed, 90, interval_s=2, what="every expected window closed")
     return found
+
+
+def test_one_worker_gives_the_oracle_windows(kafka_bootstrap: str, tmp_path: Path) -> None:
+    deployment = Deployment(kafka_bootstrap, extra_env=ENV)
+    events, total = load(deployment, seed=10, count=1500)
+    expected = expected_windows(events, WINDOWS, GRACE_S * 1000)
+    worker = Service(deployment, "worker", free_port(), tmp_path)
+    try:
+        closed = settled([worker], total, expected, deployment)
+        assert_snapshots_equal_oracle(closed, expected)
+    finally:
+        worker.stop()
 
 
 def test_sigkill_twice_mid_stream_gives_the_oracle_windows(
@@ -105,6 +118,10 @@ def test_sigkill_twice_mid_stream_gives_the_oracle_windows(
         wait_until(lambda: worker.sample("msgkpi_worker_events_total") > 0, 120,
                    what="restarted worker processing")
         closed = settled([worker], 0, expected, deployment)
+        progress = {k: v for k, v in worker.metrics().items()
+                    if k[0] in ("msgkpi_window_source_newest_seconds",
+                                "msgkpi_worker_consumer_lag")}
+        assert set(expected) <= set(closed), f"progress: {progress}"
         assert_snapshots_equal_oracle(closed, expected)
         assert processed_before_crash > 0
     finally:

@@ -54,7 +54,7 @@ def test_a_replayed_delta_is_applied_once(store: dict[str, Any]) -> None:
     deltas = [delta(1, msg(10)), delta(2, msg(20))]
     windows.apply(deltas)
     windows.apply(deltas)  # the source partition reprocessed after a crash
-    windows.report(0, 400_000, caught_up=True)
+    windows.report(0, 0, 400_000, caught_up=True)
     snapshots, _, _ = windows.tick(400_000, everything)
     assert closed(snapshots)[300_000]["counts"] == {"messages.customer": 2}
 
@@ -93,14 +93,24 @@ def test_late_fact_does_not_change_a_closed_window(store: dict[str, Any]) -> Non
 
 def test_watermark_waits_for_every_partition_and_for_those_behind() -> None:
     windows = WindowProcessor({}, (FIVE,), GRACE)
-    windows.report(0, 1_000, caught_up=True)
+    windows.report(0, 0, 1_000, caught_up=True)
     assert windows.watermark(2) is None
-    windows.report(1, 500, caught_up=False)
+    windows.report(0, 1, 500, caught_up=False)
     assert windows.watermark(2) == 500
-    windows.report(1, 800, caught_up=True)
+    windows.report(0, 1, 800, caught_up=True)
     assert windows.watermark(2) == 1_000
-    windows.report(1, None, caught_up=False)
-    assert windows.watermark(2) is None
+    windows.report(0, 2, None, caught_up=False)
+    assert windows.watermark(3) is None
+
+
+def test_a_source_newest_time_survives_a_restart_through_the_store() -> None:
+    store: dict[str, Any] = {}
+    before = WindowProcessor(store, (FIVE,), GRACE)
+    assert before.report(3, 0, 9_000, caught_up=False) == "source|3|0"
+    assert before.report(3, 0, 8_000, caught_up=False) is None  # never goes back
+    after = WindowProcessor(store, (FIVE,), GRACE)  # a new process, same recovered table
+    after.report(3, 0, None, caught_up=True)  # nothing processed since the restart
+    assert after.watermark(1) == 9_000
 
 
 def test_only_owned_channels_get_snapshots(store: dict[str, Any]) -> None:
