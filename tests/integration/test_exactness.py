@@ -79,7 +79,8 @@ def settled(workers: list[Service], total: int, expected: dict[Any, Any],
 
     def all_closed() -> bool:
         found.clear()
-        found.update(closed_snapshots(asyncio.run(read_all(deployment.bootstrap, topic, KPI_PARTITIONS))))
+        records = asyncio.run(read_all(deployment.bootstrap, topic, KPI_PARTITIONS))
+        found.update(closed_snapshots(records))
         return set(expected) <= set(found)
 
     with contextlib.suppress(AssertionError):  # the comparison below says what is missing
