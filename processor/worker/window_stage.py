@@ -132,18 +132,22 @@ class WindowStage:
             for target in range(self.partitions):
                 await self.facts.send(key=b"", value=report, partition=target, force=True)
 
-    def on_message(self, partition: int, value: bytes) -> None:
-        message = orjson.loads(value)
-        if "report" in message:
-            report = message["report"]
-            grown = self.windows.report(partition, report["src"], report["newest"],
-                                        report["caught_up"])
-            if grown is not None:
-                self.table.send_changelog(partition, grown, self.table.data[grown])
-            return
-        changed = self.windows.apply(decode_deltas(message["src"], message["deltas"]))
+    def on_messages(self, messages: list[tuple[int, bytes]]) -> None:
+        """Apply a batch of (facts partition, value) messages, then persist each changed pane
+        once (before Faust acks the batch, so before those offsets can be committed)."""
+        changed: set[str] = set()
+        for partition, value in messages:
+            message = orjson.loads(value)
+            if "report" in message:
+                report = message["report"]
+                grown = self.windows.report(partition, report["src"], report["newest"],
+                                            report["caught_up"])
+                if grown is not None:
+                    changed.add(grown)
+            else:
+                changed |= self.windows.apply(decode_deltas(message["src"], message["deltas"]))
         for key in changed:
-            self.table.send_changelog(partition, key, self.table.data[key])
+            self.table.send_changelog(self._partition_of_key(key), key, self.table.data[key])
 
     async def publish_snapshots(self) -> None:
         watermark = self.windows.watermark(self.partitions)
@@ -234,8 +238,11 @@ def attach_window_stage(app: faust.App, settings: Settings, registry: CollectorR
 
     @app.agent(stage.facts, name="msgkpi.windows")
     async def aggregate_windows(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
-            stage.on_message(event.message.partition, event.value)
+        batches = stream.take_events(  # type: ignore[attr-defined]
+            settings.batch_max, within=settings.batch_within_s
+        )
+        async for batch in batches:
+            stage.on_messages([(event.message.partition, event.value) for event in batch])
 
     @app.timer(settings.snapshot_interval_s)  # type: ignore[untyped-decorator]
     async def publish_snapshots() -> None:
