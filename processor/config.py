@@ -64,15 +64,6 @@ def _windows(env: Mapping[str, str]) -> tuple[str, ...]:
     return names
 
 
-def _guarantee(env: Mapping[str, str]) -> str:
-    value = env.get("MSGKPI_PROCESSING_GUARANTEE", "at_least_once")
-    if value not in ("at_least_once", "exactly_once"):
-        raise ConfigError(
-            "MSGKPI_PROCESSING_GUARANTEE", f"must be at_least_once or exactly_once, got {value!r}"
-        )
-    return value
-
-
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Everything configurable, with the defaults of the public contract."""
@@ -92,8 +83,6 @@ class Settings:
     worker_data_dir: str = ".cache/worker"
     worker_host: str = "127.0.0.1"
     app_id: str = "msgkpi"
-    processing_guarantee: str = "at_least_once"
-    """Faust's guarantee: at_least_once or exactly_once (Kafka transactions)."""
     session_timeout_s: float = 30.0
     """Consumer group session timeout; also bounds how long a dead worker holds partitions."""
     max_agent_labels: int = 500
@@ -131,7 +120,6 @@ class Settings:
             worker_data_dir=env.get("MSGKPI_WORKER_DATA_DIR", ".cache/worker"),
             worker_host=env.get("MSGKPI_WORKER_HOST", "127.0.0.1"),
             app_id=env.get("MSGKPI_APP_ID", "msgkpi"),
-            processing_guarantee=_guarantee(env),
             session_timeout_s=_float(env, "MSGKPI_SESSION_TIMEOUT_S", 30.0),
             max_agent_labels=_int(env, "MSGKPI_MAX_AGENT_LABELS", 500),
             log_level=env.get("MSGKPI_LOG_LEVEL", "info").lower(),
