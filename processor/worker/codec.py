@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import orjson
@@ -10,7 +11,21 @@ from faust.serializers.codecs import Codec
 from processor.kpi.timeline import Timeline
 from processor.worker.processor import StoredConversation
 
-__all__ = ["ConversationCodec"]
+__all__ = ["ConversationCodec", "decode_or_drop"]
+
+log = logging.getLogger("msgkpi.worker.state")
+
+
+def decode_or_drop(kind: str, raw: bytes, decode: Any) -> Any:
+    """Decode a changelog record; one that cannot be decoded (written by an incompatible
+    version, or damaged) is dropped with an error log instead of stalling table recovery, which
+    Faust would otherwise retry forever. The conversation then starts afresh."""
+    try:
+        return decode(orjson.loads(raw))
+    except Exception as exc:  # any damage: drop the record, never stall recovery
+        log.error("dropped an undecodable %s record from the changelog: %s: %s",
+                  kind, type(exc).__name__, exc)
+        return None
 
 
 class ConversationCodec(Codec):
@@ -22,7 +37,10 @@ class ConversationCodec(Codec):
         return orjson.dumps({"partition": obj.partition, "timeline": obj.timeline.to_dict(),
                              "sla": obj.sla})
 
-    def _loads(self, s: bytes) -> StoredConversation:
-        data = orjson.loads(s)
-        return StoredConversation(data["partition"], Timeline.from_dict(data["timeline"]),
-                                  data.get("sla"))
+    def _loads(self, s: bytes) -> StoredConversation | None:
+        return decode_or_drop("conversation", s, _conversation)  # type: ignore[no-any-return]
+
+
+def _conversation(data: dict[str, Any]) -> StoredConversation:
+    return StoredConversation(data["partition"], Timeline.from_dict(data["timeline"]),
+                              data.get("sla"))

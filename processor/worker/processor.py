@@ -160,7 +160,8 @@ class EventProcessor:
 
     def forget_partitions(self, partitions: set[int]) -> int:
         """Drop revoked partitions' conversations from memory (not from the changelog)."""
-        gone = [key for key, stored in self._table.items() if stored.partition in partitions]
+        gone = [key for key, stored in self._table.items()
+                if stored is None or stored.partition in partitions]
         for key in gone:
             del self._table[key]
             self._awaiting.update(key, "", None)
@@ -170,6 +171,8 @@ class EventProcessor:
         """After a rebalance: index exactly the conversations now in the table."""
         self._awaiting.clear()
         for conversation_id, stored in self._table.items():
+            if stored is None:  # a changelog record that could not be decoded
+                continue
             timeline = stored.timeline
             self._awaiting.update(
                 conversation_id, timeline.channel, timeline.state.waiting_since_ms
