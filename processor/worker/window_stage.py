@@ -22,6 +22,7 @@ from prometheus_client.registry import Collector
 
 from processor.config import Settings
 from processor.kpi.windows import WindowSpec, parse_window
+from processor.worker.codec import decode_or_drop
 from processor.worker.processor import EventProcessor, FactDelta
 from processor.worker.tables import string_keyed_table
 from processor.worker.windows import (
@@ -46,8 +47,11 @@ class WindowRecordCodec(faust.Codec):
         return orjson.dumps({"closed": int(obj)})
 
     def _loads(self, s: bytes) -> Any:
-        data = orjson.loads(s)
-        return PaneRecord.from_dict(data["pane"]) if "pane" in data else int(data["closed"])
+        return decode_or_drop("window", s, _window_record)
+
+
+def _window_record(data: dict[str, Any]) -> Any:
+    return PaneRecord.from_dict(data["pane"]) if "pane" in data else int(data["closed"])
 
 
 def channel_partition(channel: str, partitions: int) -> int:
