@@ -53,14 +53,17 @@ class WorkerMetrics:
         sla_targets_s: Iterable[float] = (),
         max_agents: int = 500,
         max_channels: int = 64,
+        max_tags: int = 200,
     ) -> None:
         targets = tuple(sla_targets_s)
         self.agent_label = LabelBudget(max_agents)
         self.channel_label = LabelBudget(max_channels)
+        self.tag_label = LabelBudget(max_tags)
         self._children: dict[tuple[Any, ...], Any] = {}
         self._declare_kpis(registry, targets)
         self._declare_agent_counters(registry)
         self._declare_pipeline(registry)
+        self._declare_rates(registry)
         self._recorders: dict[FactKind, Callable[[Fact, str], None]] = {
             FactKind.MESSAGE: self._record_message,
             FactKind.CYCLE_OPENED: self._record_opened,
@@ -70,6 +73,10 @@ class WorkerMetrics:
             FactKind.RESOLUTION: self._record_resolution,
             FactKind.HANDLE: self._record_handle,
             FactKind.CLOCK_SKEW: self._record_clock_skew,
+            FactKind.ANSWERED: self._record_answered,
+            FactKind.EXCLUDED: self._record_excluded,
+            FactKind.CSAT: self._record_csat,
+            FactKind.TAG: self._record_tag,
         }
 
     def _declare_kpis(self, registry: CollectorRegistry, targets: tuple[float, ...]) -> None:
@@ -116,6 +123,24 @@ class WorkerMetrics:
         self.agent_resolutions = Counter(
             "msgkpi_agent_resolutions", "Cycles resolved, per agent who resolved them.", labels,
             registry=registry)
+
+    def _declare_rates(self, registry: CollectorRegistry) -> None:
+        self.reply_rate_messages = Counter(
+            "msgkpi_reply_rate_messages",
+            "Customer messages answered (first agent or bot reply after them) or excluded "
+            "(cycle resolved as spam/no_reply_needed); received = msgkpi_messages_total"
+            "{author=\"customer\"}.", ["channel", "outcome"], registry=registry)
+        self.csat_responses = Counter(
+            "msgkpi_csat_responses",
+            "Survey answers; category satisfied|unsatisfied (scale 5), "
+            "promoter|passive|detractor (scale 10).", ["channel", "scale", "category"],
+            registry=registry)
+        self.csat_score = Counter(
+            "msgkpi_csat_score", "Summed survey scores (divide by responses for the average).",
+            ["channel", "scale"], registry=registry)
+        self.tag_messages = Counter(
+            "msgkpi_tag_messages", "Events per tag (at most 200 tag values, then 'other').",
+            ["channel", "tag"], registry=registry)
 
     def _declare_pipeline(self, registry: CollectorRegistry) -> None:
         self.events = Counter(
@@ -206,6 +231,24 @@ class WorkerMetrics:
 
     def _record_clock_skew(self, fact: Fact, channel: str) -> None:
         self._child(self.clock_skew, channel).inc()
+
+    def _record_answered(self, fact: Fact, channel: str) -> None:
+        self._child(self.reply_rate_messages, channel, "answered").inc()
+
+    def _record_excluded(self, fact: Fact, channel: str) -> None:
+        self._child(self.reply_rate_messages, channel, "excluded").inc()
+
+    def _record_csat(self, fact: Fact, channel: str) -> None:
+        score = fact.value
+        if fact.role == "10":
+            category = "promoter" if score >= 9 else "detractor" if score <= 6 else "passive"
+        else:
+            category = "satisfied" if score >= 4 else "unsatisfied"
+        self._child(self.csat_responses, channel, fact.role, category).inc()
+        self._child(self.csat_score, channel, fact.role).inc(score)
+
+    def _record_tag(self, fact: Fact, channel: str) -> None:
+        self._child(self.tag_messages, channel, self.tag_label(fact.role)).inc()
 
 
 def _effect(fact: Fact) -> tuple[FactKind, str, str, str, float]:

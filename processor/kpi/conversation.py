@@ -58,6 +58,12 @@ class CycleState:
     agents: list[str] = field(default_factory=list)
     """Agents who replied in this cycle, in order of their first reply."""
     last_customer_ms: int | None = None
+    unanswered: list[list[int]] = field(default_factory=list)
+    """[event time, cycle] of customer messages no agent or bot has replied to yet, in order
+    (kept across cycles: a later reply in the conversation still answers them)."""
+    answered_in_cycle: list[int] = field(default_factory=list)
+    """Event times of the open cycle's customer messages already answered (an exclusion of
+    the cycle withdraws them from the answered count too)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -67,7 +73,7 @@ class CycleState:
         return cls(**data)
 
     def copy(self) -> CycleState:
-        return CycleState(**{**asdict(self), "agents": list(self.agents)})
+        return CycleState(**asdict(self))
 
 
 def _elapsed_seconds(
@@ -105,7 +111,10 @@ def apply(state: CycleState, event: ConversationEvent) -> list[Fact]:
     if event.private:
         return []
     handler = _HANDLERS.get(event.type)
-    return handler(state, event) if handler else []
+    facts = handler(state, event) if handler else []
+    if event.tags:
+        facts.extend(_fact(FactKind.TAG, event, role=tag) for tag in dict.fromkeys(event.tags))
+    return facts
 
 
 def _open_cycle(state: CycleState, event: ConversationEvent, facts: list[Fact]) -> None:
@@ -116,6 +125,7 @@ def _open_cycle(state: CycleState, event: ConversationEvent, facts: list[Fact]) 
     state.first_agent_reply_ms = None
     state.waiting_since_ms = state.bot_waiting_since_ms = None
     state.agents = []
+    state.answered_in_cycle = []
     facts.append(_fact(FactKind.CYCLE_OPENED, event, cycle=state.cycles))
 
 
@@ -125,10 +135,13 @@ def _on_message(state: CycleState, event: ConversationEvent) -> list[Fact]:
     facts: list[Fact] = []
     if event.author is Author.CUSTOMER:
         _on_customer_message(state, event, facts)
+        agent = event.customer_id or event.conversation_id
     elif event.author is Author.AGENT and state.open:
         _on_agent_reply(state, event, agent, facts)
     elif event.author is Author.BOT and state.open:
         _on_bot_reply(state, event, agent, facts)
+    if replying and state.unanswered:
+        _answer(state, event, facts)
     # After the handlers, so a message that opens a cycle carries that cycle's number.
     cycle = state.cycles if state.open else 0
     return [_fact(FactKind.MESSAGE, event, role=str(event.author), agent=agent, cycle=cycle),
@@ -140,6 +153,7 @@ def _on_customer_message(state: CycleState, event: ConversationEvent, facts: lis
         _open_cycle(state, event, facts)
     at = event.occurred_at_ms
     state.last_customer_ms = at
+    state.unanswered.append([at, state.cycles])
     if state.waiting_since_ms is None:
         state.waiting_since_ms = at
     if state.bot_waiting_since_ms is None:
@@ -187,6 +201,32 @@ def _on_bot_reply(
         state.bot_waiting_since_ms = None
 
 
+def _answer(state: CycleState, event: ConversationEvent, facts: list[Fact]) -> None:
+    """Reply rate: an agent or bot message answers every customer message still unanswered."""
+    at = event.occurred_at_ms
+    for message_ms, cycle in state.unanswered:
+        facts.append(Fact(FactKind.ANSWERED, event.channel, message_ms, event.event_id,
+                          str(event.author), "", max(0, at - message_ms) / 1000, cycle))
+        if state.open and cycle == state.cycles:
+            state.answered_in_cycle.append(message_ms)
+    state.unanswered = []
+
+
+def _exclude(state: CycleState, event: ConversationEvent, facts: list[Fact]) -> None:
+    """Reply rate: a cycle resolved as spam or no_reply_needed withdraws its customer
+    messages, answered or not."""
+    at = event.occurred_at_ms
+    cycle = state.cycles
+    for message_ms in state.answered_in_cycle:
+        facts.append(Fact(FactKind.EXCLUDED, event.channel, message_ms, event.event_id,
+                          "answered", "", max(0, at - message_ms) / 1000, cycle))
+    for message_ms, message_cycle in state.unanswered:
+        if message_cycle == cycle:
+            facts.append(Fact(FactKind.EXCLUDED, event.channel, message_ms, event.event_id,
+                              "unanswered", "", max(0, at - message_ms) / 1000, cycle))
+    state.unanswered = [entry for entry in state.unanswered if entry[1] != cycle]
+
+
 def _on_handoff(state: CycleState, event: ConversationEvent) -> list[Fact]:
     if event.agent_id:
         state.assignee = event.agent_id
@@ -216,7 +256,10 @@ def _on_resolved(state: CycleState, event: ConversationEvent) -> list[Fact]:
             handle = _elapsed_seconds(state.first_agent_reply_ms, event.occurred_at_ms, event,
                                       facts, cycle)
             facts.append(_fact(FactKind.HANDLE, event, agent=agent, value=handle, cycle=cycle))
+    else:
+        _exclude(state, event, facts)
     state.open = False
+    state.answered_in_cycle = []
     state.waiting_since_ms = state.bot_waiting_since_ms = None
     return facts
 
@@ -228,10 +271,19 @@ def _on_reopened(state: CycleState, event: ConversationEvent) -> list[Fact]:
     return facts
 
 
+def _on_csat(state: CycleState, event: ConversationEvent) -> list[Fact]:
+    """A survey answer counts whether or not the conversation has a cycle."""
+    if event.score is None or event.scale is None:
+        return []
+    return [_fact(FactKind.CSAT, event, role=str(event.scale), value=event.score,
+                  cycle=state.cycles if state.open else 0)]
+
+
 _HANDLERS: Final = {
     EventType.MESSAGE: _on_message,
     EventType.ASSIGNED: _on_handoff,
     EventType.HANDOFF: _on_handoff,
     EventType.RESOLVED: _on_resolved,
     EventType.REOPENED: _on_reopened,
+    EventType.CSAT: _on_csat,
 }

@@ -6,7 +6,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import NamedTuple
 
-__all__ = ["UNKNOWN_AGENT", "Fact", "FactKind"]
+__all__ = ["LAGGED_KINDS", "UNKNOWN_AGENT", "Fact", "FactKind", "effective_ms"]
 
 UNKNOWN_AGENT = "unknown"
 """Agent label when a channel cannot tell who replied."""
@@ -14,7 +14,8 @@ UNKNOWN_AGENT = "unknown"
 
 class FactKind(StrEnum):
     MESSAGE = "message"
-    """A counted message; `role` is its author."""
+    """A counted message; `role` is its author; `agent` is the replying agent or bot, and for a
+    customer message the customer (customer_id, else the conversation id)."""
     CYCLE_OPENED = "cycle_opened"
     CYCLE_RESOLVED = "cycle_resolved"
     """`role` is the resolution kind; `value` is 1 when the cycle had no agent reply."""
@@ -28,6 +29,31 @@ class FactKind(StrEnum):
     """First agent reply to resolution, seconds."""
     CLOCK_SKEW = "clock_skew"
     """A reply stamped before what it answers; its duration was clamped to 0."""
+    ANSWERED = "answered"
+    """A customer message got its first agent or bot reply. `at_ms` is the *message's* event
+    time (so it lands in the message's windows), `event_id` the reply's, `role` the responder,
+    `value` the seconds from the message to the reply (>= 0)."""
+    EXCLUDED = "excluded"
+    """A customer message leaves the reply rate: its cycle was resolved as spam or
+    no_reply_needed. `at_ms` is the message's event time, `event_id` the resolution's, `role`
+    "answered" or "unanswered" (was it answered before), `value` seconds from message to
+    resolution."""
+    CSAT = "csat"
+    """A survey answer: `role` is the scale ("5" CSAT, "10" NPS), `value` the score."""
+    TAG = "tag"
+    """One tag of one event: `role` is the tag."""
+
+
+LAGGED_KINDS = frozenset({FactKind.ANSWERED, FactKind.EXCLUDED})
+"""Facts stamped at an earlier event time than the event that produced them; `value` is the
+delay in seconds to that event."""
+
+
+def effective_ms(fact: Fact) -> int:
+    """When a fact became known, in event time: for lagged facts the reply or resolution."""
+    if fact.kind in LAGGED_KINDS:
+        return fact.at_ms + round(fact.value * 1000)
+    return fact.at_ms
 
 
 class Fact(NamedTuple):

@@ -5,7 +5,12 @@ Each window size is cut into `PANES_PER_WINDOW` panes (5 min -> 25 s panes, 1 h 
 window ending at a pane boundary `end` is the merge of the panes in [end - size, end); it is
 *closed* (final) once the watermark passes `end + grace`. Facts can be withdrawn (a reordered
 event replaced them), so every aggregate here supports negative weights exactly: counters add,
-sketches subtract bucket counts.
+sketches subtract bucket counts, tag and customer maps count per key.
+
+Lagged facts (`answered`, `excluded`: stamped at a customer message's time, known only at the
+reply or resolution) are kept in a pane as counters per delay, `name@k` where k is the number
+of panes between the message's pane and the reply's; a window adds `name@k` only for the
+panes whose k makes the reply fall before the window's end (docs/kpis.md, reply rate).
 """
 
 from __future__ import annotations
@@ -14,13 +19,18 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from processor.kpi.facts import Fact, FactKind
+from processor.kpi.facts import Fact, FactKind, effective_ms
 from processor.kpi.sketch import LogSketch
 
 __all__ = [
+    "CSAT_SCALE",
     "DEFAULT_WINDOWS",
+    "MAX_TAGS_PER_PANE",
+    "NPS_SCALE",
+    "OTHER_TAG",
     "PANES_PER_WINDOW",
     "TIME_SERIES",
+    "TOP_TAGS",
     "WindowAggregate",
     "WindowSpec",
     "closed_window_ends",
@@ -30,6 +40,13 @@ __all__ = [
 ]
 
 PANES_PER_WINDOW: Final = 12
+MAX_TAGS_PER_PANE: Final = 50
+"""Distinct tags a pane counts one by one; the rest are counted as `OTHER_TAG`."""
+OTHER_TAG: Final = "other"
+TOP_TAGS: Final = 10
+"""Tags in a snapshot: the top k of the window."""
+CSAT_SCALE: Final = "5"
+NPS_SCALE: Final = "10"
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,48 +106,120 @@ TIME_SERIES: Final = {
 """Time KPIs kept as sketches, by fact kind; first response and reply per responder."""
 
 
-def _contributions(fact: Fact) -> Iterator[tuple[str, str]]:
-    """(kind of aggregate, its name) that `fact` feeds."""
+def _contributions(fact: Fact) -> Iterator[tuple[str, str, int]]:
+    """(kind of aggregate, its name, amount per unit of weight) that `fact` feeds. Counter
+    names ending in "@" take the fact's delay in panes (see the module docstring)."""
     kind = fact.kind
     if kind is FactKind.MESSAGE:
-        yield "counter", f"messages.{fact.role}"
+        yield "counter", f"messages.{fact.role}", 1
+        if fact.role == "customer":
+            yield "counter", "reply_rate.received", 1
+            yield "customer", fact.agent, 1
+    elif kind is FactKind.ANSWERED:
+        yield "counter", "reply_rate.answered@", 1
+    elif kind is FactKind.EXCLUDED:
+        yield "counter", "reply_rate.received@", -1
+        if fact.role == "answered":
+            yield "counter", "reply_rate.answered@", -1
+    elif kind is FactKind.CSAT:
+        yield from _csat_contributions(fact)
+    elif kind is FactKind.TAG:
+        yield "tag", fact.role, 1
     elif kind is FactKind.CYCLE_OPENED:
-        yield "counter", "cycles.opened"
+        yield "counter", "cycles.opened", 1
     elif kind is FactKind.CYCLE_RESOLVED:
-        yield "counter", "cycles.resolved"
+        yield "counter", "cycles.resolved", 1
         if fact.value:
-            yield "counter", "cycles.resolved_without_reply"
+            yield "counter", "cycles.resolved_without_reply", 1
     elif kind is FactKind.CLOCK_SKEW:
-        yield "counter", "clock_skew"
+        yield "counter", "clock_skew", 1
     elif kind in (FactKind.FIRST_RESPONSE, FactKind.REPLY):
-        yield "sketch", f"{TIME_SERIES[kind]}.{fact.role}"
+        yield "sketch", f"{TIME_SERIES[kind]}.{fact.role}", 1
     elif kind in TIME_SERIES:
-        yield "sketch", TIME_SERIES[kind]
+        yield "sketch", TIME_SERIES[kind], 1
+
+
+def _csat_contributions(fact: Fact) -> Iterator[tuple[str, str, int]]:
+    score = fact.value
+    if fact.role == CSAT_SCALE:
+        yield "counter", "csat.responses", 1
+        yield "counter", "csat.score_sum_x100", round(score * 100)
+        if score >= 4:
+            yield "counter", "csat.satisfied", 1
+    elif fact.role == NPS_SCALE:
+        yield "counter", "nps.responses", 1
+        if score >= 9:
+            yield "counter", "nps.promoters", 1
+        elif score <= 6:
+            yield "counter", "nps.detractors", 1
+
+
+def _add(counts: dict[str, int], name: str, amount: int) -> None:
+    remaining = counts.get(name, 0) + amount
+    if remaining:
+        counts[name] = remaining
+    else:
+        counts.pop(name, None)
+
+
+def _pane_lag(fact: Fact, pane_ms: int) -> int:
+    """Panes from the fact's pane to the pane of the event that made it known."""
+    if not pane_ms:
+        return 0
+    return effective_ms(fact) // pane_ms - fact.at_ms // pane_ms
 
 
 @dataclass(slots=True)
 class WindowAggregate:
-    """Counters and time sketches of one pane, or of a merged window."""
+    """Counters, time sketches, tag counts and customer counts of one pane, or of a merged
+    window."""
 
     counters: dict[str, int] = field(default_factory=dict)
     sketches: dict[str, LogSketch] = field(default_factory=dict)
+    tags: dict[str, int] = field(default_factory=dict)
+    customers: dict[str, int] = field(default_factory=dict)
+    """Customer -> messages: a multiset, so a withdrawn message leaves the others."""
 
-    def apply(self, fact: Fact, weight: int = 1) -> None:
-        for aggregate, name in _contributions(fact):
+    def apply(self, fact: Fact, weight: int = 1, pane_ms: int = 0) -> None:
+        """Add `fact` `weight` times; `pane_ms` (the pane size) places lagged facts."""
+        for aggregate, name, amount in _contributions(fact):
             if aggregate == "counter":
-                remaining = self.counters.get(name, 0) + weight
-                if remaining:
-                    self.counters[name] = remaining
-                else:
-                    self.counters.pop(name, None)
+                if name.endswith("@"):
+                    lag = _pane_lag(fact, pane_ms)
+                    if lag >= PANES_PER_WINDOW:
+                        continue  # known only after every window holding the pane ended
+                    name = f"{name}{lag}"
+                _add(self.counters, name, amount * weight)
+            elif aggregate == "tag":
+                self._apply_tag(name, weight)
+            elif aggregate == "customer":
+                _add(self.customers, name, weight)
             else:
                 self.sketches.setdefault(name, LogSketch()).add(fact.value, weight)
 
-    def merge(self, other: WindowAggregate) -> None:
+    def _apply_tag(self, tag: str, weight: int) -> None:
+        if tag not in self.tags:
+            distinct = len(self.tags) - (OTHER_TAG in self.tags)
+            if weight < 0 or distinct >= MAX_TAGS_PER_PANE:
+                tag = OTHER_TAG
+        _add(self.tags, tag, weight)
+
+    def merge(self, other: WindowAggregate, visible_lag: int | None = None) -> None:
+        """Add `other` in. With `visible_lag`, `other` is a pane followed by that many panes in
+        the window: its lagged counters count (under their plain name) up to that delay."""
         for name, count in other.counters.items():
+            base, at, lag = name.partition("@")
+            if at and visible_lag is not None:
+                if int(lag) > visible_lag:
+                    continue
+                name = base
             self.counters[name] = self.counters.get(name, 0) + count
         for name, sketch in other.sketches.items():
             self.sketches.setdefault(name, LogSketch()).merge(sketch)
+        for tag, count in other.tags.items():
+            self.tags[tag] = self.tags.get(tag, 0) + count
+        for customer, count in other.customers.items():
+            self.customers[customer] = self.customers.get(customer, 0) + count
 
     @classmethod
     def merged(cls, panes: Iterable[WindowAggregate]) -> WindowAggregate:
@@ -139,8 +228,24 @@ class WindowAggregate:
             total.merge(pane)
         return total
 
+    @classmethod
+    def window(cls, panes: Iterable[WindowAggregate | None]) -> WindowAggregate:
+        """The window made of `panes`, oldest first (None: an empty pane); lagged counters
+        count when what made them known is before the window's end."""
+        ordered = list(panes)
+        total = cls()
+        for index, pane in enumerate(ordered):
+            if pane is not None:
+                total.merge(pane, visible_lag=len(ordered) - 1 - index)
+        return total
+
+    def top_tags(self, k: int = TOP_TAGS) -> dict[str, int]:
+        ranked = sorted(((-n, tag) for tag, n in self.tags.items() if n > 0))[:k]
+        return {tag: -n for n, tag in ranked}
+
     def summary(self) -> dict[str, Any]:
-        """Counters as they are, and count/sum/avg/p50/p90 of each time series."""
+        """Counters as they are, count/sum/avg/p50/p90 of each time series, the top tags and
+        the number of distinct customers."""
         times = {
             name: {
                 "count": sketch.count,
@@ -153,13 +258,17 @@ class WindowAggregate:
             if sketch.count > 0
         }
         return {"counts": dict(sorted((k, v) for k, v in self.counters.items() if v)),
-                "times": times}
+                "times": times,
+                "tags": self.top_tags(),
+                "unique_customers": sum(1 for n in self.customers.values() if n > 0)}
 
     def to_dict(self) -> dict[str, Any]:
         return {"counters": self.counters,
-                "sketches": {name: s.to_dict() for name, s in self.sketches.items()}}
+                "sketches": {name: s.to_dict() for name, s in self.sketches.items()},
+                "tags": self.tags, "customers": self.customers}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> WindowAggregate:
         return cls(dict(data["counters"]),
-                   {name: LogSketch.from_dict(s) for name, s in data["sketches"].items()})
+                   {name: LogSketch.from_dict(s) for name, s in data["sketches"].items()},
+                   dict(data.get("tags", {})), dict(data.get("customers", {})))

@@ -206,6 +206,7 @@ class WindowCollector(Collector):
         cycles = GaugeMetricFamily(
             "msgkpi_window_cycles", "Cycles opened and resolved in the rolling window.",
             labels=["channel", "window", "event"])
+        rates = _RateFamilies()
         progress = GaugeMetricFamily(
             "msgkpi_window_source_newest_seconds",
             "Per source partition of msgkpi.events: newest event time processed (unix s), as "
@@ -232,7 +233,58 @@ class WindowCollector(Collector):
                     messages.add_metric([channel, window, label], count)
                 elif kind == "cycles" and label in ("opened", "resolved"):
                     cycles.add_metric([channel, window, label], count)
+            rates.add(channel, window, snapshot)
         yield from (frt, reply, resolution, messages, cycles)
+        yield from rates.families()
+
+
+class _RateFamilies:
+    """Reply rate, CSAT/NPS, tags and unique customers of the open windows."""
+
+    def __init__(self) -> None:
+        labels = ["channel", "window"]
+        self.reply_rate = GaugeMetricFamily(
+            "msgkpi_window_reply_rate",
+            "Share of the window's customer messages answered by an agent or bot (spam and "
+            "no_reply_needed cycles excluded).", labels=labels)
+        self.csat = GaugeMetricFamily(
+            "msgkpi_window_csat_score", "CSAT score (1-5 scale) in the rolling window.",
+            labels=[*labels, "stat"])
+        self.satisfied = GaugeMetricFamily(
+            "msgkpi_window_csat_satisfied_ratio",
+            "Share of CSAT answers (1-5 scale) scoring 4 or 5.", labels=labels)
+        self.nps = GaugeMetricFamily(
+            "msgkpi_window_nps", "NPS: % promoters (9-10) - % detractors (0-6), -100 to 100.",
+            labels=labels)
+        self.tags = GaugeMetricFamily(
+            "msgkpi_window_tag_messages", "Events per tag in the rolling window (top 10 tags).",
+            labels=[*labels, "tag"])
+        self.customers = GaugeMetricFamily(
+            "msgkpi_window_unique_customers",
+            "Distinct customers who wrote in the rolling window (exact).", labels=labels)
+
+    def add(self, channel: str, window: str, snapshot: dict[str, Any]) -> None:
+        counts = snapshot["counts"]
+        labels = [channel, window]
+        received = counts.get("reply_rate.received", 0)
+        if received > 0:
+            self.reply_rate.add_metric(labels, counts.get("reply_rate.answered", 0) / received)
+        responses = counts.get("csat.responses", 0)
+        if responses > 0:
+            self.csat.add_metric([*labels, "avg"],
+                                 counts.get("csat.score_sum_x100", 0) / 100 / responses)
+            self.satisfied.add_metric(labels, counts.get("csat.satisfied", 0) / responses)
+        nps = counts.get("nps.responses", 0)
+        if nps > 0:
+            self.nps.add_metric(labels, 100 * (counts.get("nps.promoters", 0)
+                                               - counts.get("nps.detractors", 0)) / nps)
+        for tag, count in snapshot.get("tags", {}).items():
+            self.tags.add_metric([*labels, tag], count)
+        self.customers.add_metric(labels, snapshot.get("unique_customers", 0))
+
+    def families(self) -> Iterator[Metric]:
+        yield from (self.reply_rate, self.csat, self.satisfied, self.nps, self.tags,
+                    self.customers)
 
 
 def attach_window_stage(app: faust.App, settings: Settings, registry: CollectorRegistry,

@@ -20,7 +20,7 @@ from typing import Any, Final, NamedTuple
 
 import orjson
 
-from processor.kpi.facts import Fact, FactKind
+from processor.kpi.facts import Fact, FactKind, effective_ms
 from processor.kpi.windows import (
     WindowAggregate,
     WindowSpec,
@@ -122,8 +122,11 @@ class WindowProcessor:
         start = pane_start(fact.at_ms, spec)
         closed_until = self._store.get(closed_key(fact.channel, spec.name))
         if closed_until is not None and start + spec.pane_ms <= closed_until:
-            # Windows already emitted as closed never change; later ones still take it.
-            self.late_deltas += 1
+            # Windows already emitted as closed never change; later ones still take it. A
+            # lagged fact (reply rate) matters to the closed ones only if what made it known
+            # came before their end.
+            if pane_start(effective_ms(fact), spec) + spec.pane_ms <= closed_until:
+                self.late_deltas += 1
             if start < closed_until - spec.size_ms + spec.pane_ms:
                 return None
         key = pane_key(fact.channel, spec.name, start)
@@ -132,7 +135,7 @@ class WindowProcessor:
         if record.applied.get(delta.partition, (-1, -1)) >= position:
             return None
         record.applied[delta.partition] = position
-        record.aggregate.apply(fact, delta.weight)
+        record.aggregate.apply(fact, delta.weight, spec.pane_ms)
         self._store[key] = record
         return key
 
@@ -206,7 +209,7 @@ class WindowProcessor:
         written.add(key)
         snapshots = (self._snapshot(channel, spec, end, "closed", None) for end in ends
                      if self._has_panes(channel, spec, end))
-        return [s for s in snapshots if s["counts"] or s["times"]]
+        return [s for s in snapshots if s["counts"] or s["times"] or s["tags"]]
 
     def _first_pane(self, channel: str, spec: WindowSpec) -> int | None:
         prefix = f"pane|{channel}|{spec.name}|"
@@ -233,7 +236,7 @@ class WindowProcessor:
                   watermark: int | None) -> dict[str, Any]:
         panes = (self._store.get(pane_key(channel, spec.name, start))
                  for start in panes_of_window(end, spec))
-        merged = WindowAggregate.merged(p.aggregate for p in panes if p is not None)
+        merged = WindowAggregate.window(p.aggregate if p is not None else None for p in panes)
         snapshot: dict[str, Any] = {
             "schema": SNAPSHOT_SCHEMA, "channel": channel, "window": spec.name,
             "window_start": end - spec.size_ms, "window_end": end, "state": state,

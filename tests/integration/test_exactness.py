@@ -50,6 +50,8 @@ def assert_snapshots_equal_oracle(closed: dict[tuple[str, str, int], Any],
     for key, want in expected.items():
         got = closed[key]
         assert got["counts"] == want["counts"], key
+        assert got["tags"] == want["tags"], key
+        assert got["unique_customers"] == want["unique_customers"], key
         assert sorted(got["times"]) == sorted(want["times"]), key
         for series, values in want["times"].items():
             stats = got["times"][series]

@@ -31,6 +31,15 @@ Rules followed (docs/kpis.md, "KPI definitions, as implemented"):
   conversation in the total order, no duration can be negative, so the count stays 0; only
   late events, which this batch view does not have, can produce skew.)
 - Agent or bot messages outside an open cycle are volume only.
+- Reply rate: a customer message is answered by the first public agent or bot message after it
+  in the conversation's order (any cycle). If its cycle is resolved as `spam` or
+  `no_reply_needed`, it is excluded from received and answered (replies after that resolution
+  do not count). Received = customer messages minus excluded ones; answered = answered minus
+  those excluded after being answered. (Worked out after the walk, from positions.)
+- Unique customers: distinct `customer_id` (else conversation id) of public customer messages.
+- CSAT (scale 5): responses, satisfied (score >= 4), sum of round(score * 100). NPS (scale 10):
+  responses, promoters (>= 9), detractors (<= 6). With or without a cycle.
+- Tags: every public event, once per distinct tag it carries.
 """
 
 from __future__ import annotations
@@ -79,6 +88,16 @@ class ChannelReport:
     resolved_without_reply: Mapping[str, int]
     """Resolution kind -> cycles resolved with no agent message in them."""
     clock_skew_events: int
+    reply_received: int = 0
+    reply_answered: int = 0
+    csat_responses: int = 0
+    csat_satisfied: int = 0
+    csat_score_sum_x100: int = 0
+    nps_responses: int = 0
+    nps_promoters: int = 0
+    nps_detractors: int = 0
+    tags: Mapping[str, int] = field(default_factory=dict)
+    customers: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -115,6 +134,13 @@ class _ChannelAcc:
     cycles_resolved: int = 0
     resolved_without_reply: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     clock_skew_events: int = 0
+    received: int = 0
+    answered: int = 0
+    excluded: int = 0
+    excluded_answered: int = 0
+    survey: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    tags: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    customers: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -139,9 +165,38 @@ class ReportBuilder:
         self._awaiting: dict[str, int] = {}
 
     def message(self, channel: str, author: str, agent: str) -> None:
-        self._channels[channel].messages[author] += 1
+        """`agent`: the sender; for a customer message, the customer."""
+        acc = self._channels[channel]
+        acc.messages[author] += 1
         if author == Author.AGENT:
             self._agents[(channel, agent)].messages += 1
+        if author == Author.CUSTOMER:
+            acc.received += 1
+            acc.customers.add(agent)
+
+    def message_answered(self, channel: str, message_ms: int, reply_ms: int) -> None:
+        self._channels[channel].answered += 1
+
+    def message_excluded(self, channel: str, message_ms: int, resolution_ms: int,
+                         answered: bool) -> None:
+        acc = self._channels[channel]
+        acc.excluded += 1
+        if answered:
+            acc.excluded_answered += 1
+
+    def survey(self, channel: str, scale: int, score: float) -> None:
+        acc = self._channels[channel].survey
+        if scale == 5:
+            acc["csat_responses"] += 1
+            acc["csat_score_sum_x100"] += round(score * 100)
+            acc["csat_satisfied"] += score >= 4
+        else:
+            acc["nps_responses"] += 1
+            acc["nps_promoters"] += score >= 9
+            acc["nps_detractors"] += score <= 6
+
+    def tag(self, channel: str, tag: str) -> None:
+        self._channels[channel].tags[tag] += 1
 
     def cycle_opened(self, channel: str) -> None:
         self._channels[channel].cycles_opened += 1
@@ -191,6 +246,11 @@ class ReportBuilder:
                     k: n for k, n in acc.resolved_without_reply.items() if n
                 },
                 clock_skew_events=acc.clock_skew_events,
+                reply_received=acc.received - acc.excluded,
+                reply_answered=acc.answered - acc.excluded_answered,
+                tags={k: n for k, n in acc.tags.items() if n},
+                customers=frozenset(acc.customers),
+                **acc.survey,
             )
             for name, acc in self._channels.items()
         }
@@ -267,8 +327,16 @@ def _seconds(end_ms: int, start_ms: int) -> tuple[float, bool]:
 def _walk(events: list[ConversationEvent], out: ReportBuilder) -> _Conversation:
     conv = _Conversation(channel=events[0].channel)
     ch = conv.channel
+    # reply rate, worked out after the walk: (position, time, cycle) of customer messages,
+    # (position, time) of agent/bot messages, cycle -> (position, time) of spam/nrn resolutions
+    asked: list[tuple[int, int, int]] = []
+    replies: list[tuple[int, int]] = []
+    dismissed: dict[int, tuple[int, int]] = {}
+    cycle_no = 0
 
     def open_cycle(at_ms: int) -> None:
+        nonlocal cycle_no
+        cycle_no += 1
         conv.open = True
         conv.cycle_start_ms = at_ms
         conv.human_clock_ms = at_ms
@@ -279,11 +347,13 @@ def _walk(events: list[ConversationEvent], out: ReportBuilder) -> _Conversation:
         conv.waiting_bot_ms = None
         out.cycle_opened(ch)
 
-    for e in events:
+    for position, e in enumerate(events):
         t = e.occurred_at_ms
         if e.private:
             continue
         skewed = False
+        for tag in sorted(set(e.tags)):
+            out.tag(ch, tag)
 
         if e.type is EventType.REOPENED:
             if not conv.open:
@@ -303,11 +373,16 @@ def _walk(events: list[ConversationEvent], out: ReportBuilder) -> _Conversation:
             author = e.author
             assert author is not None
             who = e.agent_id or UNKNOWN
+            if author is Author.CUSTOMER:
+                who = e.customer_id or e.conversation_id
             out.message(ch, author.value, who)
+            if author in (Author.AGENT, Author.BOT):
+                replies.append((position, t))
 
             if author is Author.CUSTOMER:
                 if not conv.open:
                     open_cycle(t)
+                asked.append((position, t, cycle_no))
                 if conv.waiting_human_ms is None:
                     conv.waiting_human_ms = t
                 if conv.waiting_bot_ms is None:
@@ -346,6 +421,8 @@ def _walk(events: list[ConversationEvent], out: ReportBuilder) -> _Conversation:
             resolver = e.agent_id or conv.last_assignee or UNKNOWN
             no_reply = conv.first_agent_reply_ms is None
             out.cycle_resolved(ch, e.resolution.value, resolver, no_reply)
+            if e.resolution is not Resolution.RESOLVED:
+                dismissed[cycle_no] = (position, t)
             if e.resolution is Resolution.RESOLVED:
                 value, skew = _seconds(t, conv.cycle_start_ms)
                 skewed = skewed or skew
@@ -358,10 +435,21 @@ def _walk(events: list[ConversationEvent], out: ReportBuilder) -> _Conversation:
             conv.waiting_human_ms = None
             conv.waiting_bot_ms = None
 
-        # tagged / csat: nothing for these KPIs
+        elif e.type is EventType.CSAT and e.score is not None and e.scale is not None:
+            out.survey(ch, e.scale, e.score)
 
         if skewed:
             out.clock_skew(ch)
+
+    for position, t, cycle in asked:
+        reply = next(((p, r) for p, r in replies if p > position), None)
+        end = dismissed.get(cycle)
+        if reply is not None and (end is None or reply[0] < end[0]):
+            out.message_answered(ch, t, reply[1])
+        else:
+            reply = None
+        if end is not None:
+            out.message_excluded(ch, t, end[1], answered=reply is not None)
     return conv
 
 
@@ -423,7 +511,9 @@ def report_diff(expected: Report, actual: Report) -> list[str]:
                 diffs.append(f"{ch} {name}: expected {ev}, got {av}")
         for name in (
             "messages", "cycles_opened", "cycles_resolved", "resolved_without_reply",
-            "clock_skew_events",
+            "clock_skew_events", "reply_received", "reply_answered", "csat_responses",
+            "csat_satisfied", "csat_score_sum_x100", "nps_responses", "nps_promoters",
+            "nps_detractors", "tags", "customers",
         ):
             ev, av = getattr(e, name), getattr(a, name)
             if ev != av:

@@ -5,6 +5,11 @@ every observation is made (the time of the event that completes it), and each wi
 [end - size, end) collects the observations made in it. Windows follow docs/kpis.md: 12 panes
 per window, ends on pane boundaries, closed once the newest event time passes end + grace,
 starting with the first pane that has data; windows with nothing in them are not emitted.
+
+Reply rate: an answer or an exclusion is recorded at the customer message's time, and counts in
+a window only when the reply or resolution is before the window's end (docs/kpis.md, item 6).
+Tags: counted per tag (the 50-per-pane cap is not modelled: logs here stay under it), top 10
+by count then name. Unique customers: distinct customers of the window's customer messages.
 """
 
 from __future__ import annotations
@@ -20,8 +25,9 @@ __all__ = ["expected_windows"]
 
 PANES = 12
 
-Observation = tuple[int, str, str, str, float]
-"""(event time ms, channel, "count" | "time", series name, value)."""
+Observation = tuple[int, str, str, str, float, int]
+"""(event time ms, channel, "count" | "time" | "tag" | "customer", series name, value, known
+from (event time ms): a window counts it only if that is before the window's end)."""
 
 
 class _Recorder(ReportBuilder):
@@ -30,11 +36,42 @@ class _Recorder(ReportBuilder):
         self.now_ms = 0
         self.observations: list[Observation] = []
 
-    def _note(self, channel: str, kind: str, name: str, value: float = 1.0) -> None:
-        self.observations.append((self.now_ms, channel, kind, name, value))
+    def _note(self, channel: str, kind: str, name: str, value: float = 1.0,
+              at_ms: int | None = None, known_ms: int | None = None) -> None:
+        at = self.now_ms if at_ms is None else at_ms
+        known = at if known_ms is None else known_ms
+        self.observations.append((at, channel, kind, name, value, known))
 
     def message(self, channel: str, author: str, agent: str) -> None:
         self._note(channel, "count", f"messages.{author}")
+        if author == "customer":
+            self._note(channel, "count", "reply_rate.received")
+            self._note(channel, "customer", agent)
+
+    def message_answered(self, channel: str, message_ms: int, reply_ms: int) -> None:
+        self._note(channel, "count", "reply_rate.answered", 1, message_ms, reply_ms)
+
+    def message_excluded(self, channel: str, message_ms: int, resolution_ms: int,
+                         answered: bool) -> None:
+        self._note(channel, "count", "reply_rate.received", -1, message_ms, resolution_ms)
+        if answered:
+            self._note(channel, "count", "reply_rate.answered", -1, message_ms, resolution_ms)
+
+    def survey(self, channel: str, scale: int, score: float) -> None:
+        if scale == 5:
+            self._note(channel, "count", "csat.responses")
+            self._note(channel, "count", "csat.score_sum_x100", round(score * 100))
+            if score >= 4:
+                self._note(channel, "count", "csat.satisfied")
+        else:
+            self._note(channel, "count", "nps.responses")
+            if score >= 9:
+                self._note(channel, "count", "nps.promoters")
+            if score <= 6:
+                self._note(channel, "count", "nps.detractors")
+
+    def tag(self, channel: str, tag: str) -> None:
+        self._note(channel, "tag", tag)
 
     def cycle_opened(self, channel: str) -> None:
         self._note(channel, "count", "cycles.opened")
@@ -97,7 +134,7 @@ def expected_windows(events: Sequence[ConversationEvent], windows: Mapping[str, 
             first_end = min(o[0] - o[0] % pane_ms for o in mine) + pane_ms
             last_end = (watermark - grace_ms) - (watermark - grace_ms) % pane_ms
             for end in range(first_end, last_end + 1, pane_ms):
-                inside = [o for o in mine if end - size_ms <= o[0] < end]
+                inside = [o for o in mine if end - size_ms <= o[0] < end and o[5] < end]
                 if inside:
                     expected[(channel, name, end)] = _contents(inside)
     return expected
@@ -106,9 +143,17 @@ def expected_windows(events: Sequence[ConversationEvent], windows: Mapping[str, 
 def _contents(inside: list[Observation]) -> dict[str, Any]:
     counts: dict[str, int] = defaultdict(int)
     times: dict[str, list[float]] = defaultdict(list)
-    for _, _, kind, name, value in inside:
+    tags: dict[str, int] = defaultdict(int)
+    customers: set[str] = set()
+    for _, _, kind, name, value, _ in inside:
         if kind == "count":
-            counts[name] += 1
+            counts[name] += int(value)
+        elif kind == "tag":
+            tags[name] += 1
+        elif kind == "customer":
+            customers.add(name)
         else:
             times[name].append(value)
-    return {"counts": dict(counts), "times": dict(times)}
+    top = sorted(tags.items(), key=lambda item: (-item[1], item[0]))[:10]
+    return {"counts": {k: n for k, n in counts.items() if n}, "times": dict(times),
+            "tags": dict(top), "unique_customers": len(customers)}

@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from processor.events import ConversationEvent, event_from_dict
-from processor.kpi.facts import Fact, FactKind
+from processor.kpi.facts import Fact, FactKind, effective_ms
 from processor.kpi.timeline import Ingested, Timeline
 from tests.oracle import Report, ReportBuilder, report, report_diff, total_order_key
 
@@ -102,7 +102,9 @@ def conversation_events(draw: st.DrawFn, conversation: str) -> list[Conversation
         action = draw(st.sampled_from(_ACTION_BAG))
         args: tuple[str, str, str, int] = (event_id, channel, conversation, at_ms)
         if action == "customer":
-            event = _event("message", *args, author="customer", customer_id="u1")
+            event = _event("message", *args, author="customer",
+                           customer_id=draw(st.sampled_from(("u1", "u2", None))),
+                           tags=draw(st.sampled_from((None, ["vip"], ["vip", "sales", "vip"]))))
         elif action == "agent":
             event = _event("message", *args, author="agent", agent_id=draw(st.sampled_from(AGENTS)))
         elif action == "bot":
@@ -123,9 +125,13 @@ def conversation_events(draw: st.DrawFn, conversation: str) -> list[Conversation
                 "resolved", *args, resolution=kind, agent_id=draw(st.sampled_from(AGENTS))
             )
         elif action == "tagged":
-            event = _event("tagged", *args, tags=["billing"])
+            event = _event("tagged", *args, tags=draw(st.sampled_from(
+                (["billing"], ["billing", "refund"], ["sales"]))))
         elif action == "csat":
-            event = _event("csat", *args, score=4, scale=5)
+            scale = draw(st.sampled_from((5, 10)))
+            low = 1 if scale == 5 else 0
+            event = _event("csat", *args, score=draw(st.integers(low, scale)), scale=scale,
+                           private=draw(st.sampled_from((None, None, True))))
         else:
             event = _event("reopened", *args)
         events.append(event)
@@ -253,6 +259,15 @@ def facts_to_builder(facts: Counter[Fact]) -> ReportBuilder:
                 out.handle(fact.channel, fact.value)
             elif fact.kind is FactKind.CLOCK_SKEW:
                 out.clock_skew(fact.channel)
+            elif fact.kind is FactKind.ANSWERED:
+                out.message_answered(fact.channel, fact.at_ms, effective_ms(fact))
+            elif fact.kind is FactKind.EXCLUDED:
+                out.message_excluded(fact.channel, fact.at_ms, effective_ms(fact),
+                                     answered=fact.role == "answered")
+            elif fact.kind is FactKind.CSAT:
+                out.survey(fact.channel, int(fact.role), fact.value)
+            elif fact.kind is FactKind.TAG:
+                out.tag(fact.channel, fact.role)
             else:  # pragma: no cover
                 raise AssertionError(f"unknown fact kind {fact.kind}")
     return out

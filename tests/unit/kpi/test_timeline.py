@@ -159,7 +159,7 @@ def test_reordered_event_retracts_what_it_invalidates() -> None:
     assert late.retracted == early.added  # the reply's MESSAGE fact now belongs to cycle 1
     assert sorted(f.kind for f in late.added) == sorted([
         FactKind.MESSAGE, FactKind.CYCLE_OPENED, FactKind.MESSAGE, FactKind.FIRST_RESPONSE,
-        FactKind.REPLY,
+        FactKind.REPLY, FactKind.ANSWERED,
     ])
     assert of_kind(late.added, FactKind.FIRST_RESPONSE)[0].value == 10
 
@@ -299,13 +299,19 @@ def test_late_event_folded_after_the_checkpoint_and_reported_as_a_diff() -> None
     timeline = Timeline(grace_ms=GRACE_MS)
     _, results = deliver([customer(0), customer(100), customer(2000), agent(2010, id="a1")],
                          timeline)
-    before = [(f.kind, f.value) for f in results[-1].added if f.kind is not FactKind.MESSAGE]
+    before = [(f.kind, f.value) for f in results[-1].added
+              if f.kind not in (FactKind.MESSAGE, FactKind.ANSWERED)]
     assert before == [(FactKind.FIRST_RESPONSE, 2010), (FactKind.REPLY, 2010)]
     late = timeline.ingest(agent(5, "a0", id="late"))
     assert late.late
-    assert [(f.kind, f.event_id, f.value) for f in late.retracted] == [
+    clocks = [f for f in late.retracted if f.kind is not FactKind.ANSWERED]
+    assert [(f.kind, f.event_id, f.value) for f in clocks] == [
         (FactKind.FIRST_RESPONSE, "a1", 2010), (FactKind.REPLY, "a1", 2010)]
-    assert sorted((f.kind, f.event_id, f.value) for f in late.added) == sorted([
+    # reply rate: the late reply (folded after 100 s) answers the messages at 0 and 100 s
+    assert sorted((f.event_id, f.value) for f in late.retracted
+                  if f.kind is FactKind.ANSWERED) == [("a1", 1910), ("a1", 2010)]
+    assert sorted((f.kind, f.event_id, f.value) for f in late.added
+                  if f.kind is not FactKind.ANSWERED) == sorted([
         (FactKind.MESSAGE, "late", 1), (FactKind.FIRST_RESPONSE, "late", 5),
         (FactKind.REPLY, "late", 5), (FactKind.REPLY, "a1", 10)])
 

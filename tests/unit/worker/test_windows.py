@@ -56,7 +56,8 @@ def test_a_replayed_delta_is_applied_once(store: dict[str, Any]) -> None:
     windows.apply(deltas)  # the source partition reprocessed after a crash
     windows.report(0, 0, 400_000, caught_up=True)
     snapshots, _, _ = windows.tick(400_000, everything)
-    assert closed(snapshots)[300_000]["counts"] == {"messages.customer": 2}
+    assert closed(snapshots)[300_000]["counts"] == {"messages.customer": 2,
+                                                    "reply_rate.received": 2}
 
 
 def test_withdrawn_fact_leaves_the_window(store: dict[str, Any]) -> None:
@@ -142,3 +143,38 @@ def test_deltas_round_trip_through_the_wire_format() -> None:
     deltas = [delta(7, frt(10, 3.5), seq=2, source=4), delta(8, msg(11), weight=-1, source=4)]
     message = orjson.loads(encode_deltas(4, deltas))
     assert decode_deltas(message["src"], message["deltas"]) == deltas
+
+
+def test_snapshots_with_rates_tags_and_customers_validate(store: dict[str, Any]) -> None:
+    windows = WindowProcessor(store, (FIVE,), GRACE)
+    facts = [
+        Fact(FactKind.MESSAGE, "whatsapp", 10_000, "m", "customer", "u1", 1.0, 1),
+        Fact(FactKind.ANSWERED, "whatsapp", 10_000, "a", "agent", "", 5.0, 1),
+        Fact(FactKind.EXCLUDED, "whatsapp", 10_000, "r", "answered", "", 9.0, 1),
+        Fact(FactKind.MESSAGE, "whatsapp", 11_000, "m2", "customer", "u2", 1.0, 1),
+        Fact(FactKind.CSAT, "whatsapp", 12_000, "c", "5", "", 4.0, 0),
+        Fact(FactKind.CSAT, "whatsapp", 12_000, "n", "10", "", 9.0, 0),
+        *(Fact(FactKind.TAG, "whatsapp", 13_000, "t", f"tag{n}", "", 1.0, 0) for n in range(12)),
+    ]
+    windows.apply([delta(n, f) for n, f in enumerate(facts)])
+    snapshots, _, _ = windows.tick(400_000, everything)
+    for snapshot in snapshots:
+        validate(snapshot)
+    first = closed(snapshots)[25_000]
+    assert first["unique_customers"] == 2
+    assert len(first["tags"]) == 10
+    assert first["counts"]["reply_rate.received"] == 1
+    assert "reply_rate.answered" not in first["counts"]
+
+
+def test_answer_for_an_old_message_is_late_only_if_a_closed_window_needed_it(
+        store: dict[str, Any]) -> None:
+    windows = WindowProcessor(store, (FIVE,), GRACE)
+    windows.apply([delta(1, msg(10))])
+    windows.tick(400_000, everything)  # closes windows ending up to 325 s
+    answered_late = Fact(FactKind.ANSWERED, "whatsapp", 10_000, "a", "agent", "", 390.0, 1)
+    windows.apply([delta(2, answered_late)])  # reply at 400 s: no closed window counts it
+    assert windows.late_deltas == 0
+    answered_early = Fact(FactKind.ANSWERED, "whatsapp", 10_000, "b", "agent", "", 5.0, 1)
+    windows.apply([delta(3, answered_early)])
+    assert windows.late_deltas == 1

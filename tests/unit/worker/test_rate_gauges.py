@@ -1,0 +1,76 @@
+"""The msgkpi_window_* gauges of reply rate, CSAT/NPS, tags and unique customers, and a
+Prometheus recorder for every fact kind."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from processor.export.worker_metrics import WorkerMetrics
+from processor.kpi.facts import Fact, FactKind
+from processor.worker.window_stage import _RateFamilies
+
+
+def gauges(snapshot: dict[str, Any]) -> dict[tuple[str, tuple[str, ...]], float]:
+    families = _RateFamilies()
+    families.add("whatsapp", "1h", snapshot)
+    return {(f.name, tuple(s.labels.values())): s.value
+            for f in families.families() for s in f.samples}
+
+
+@pytest.mark.parametrize(
+    ("counts", "name", "labels", "value"),
+    [
+        pytest.param({"reply_rate.received": 4, "reply_rate.answered": 3},
+                     "msgkpi_window_reply_rate", ("whatsapp", "1h"), 0.75, id="reply_rate"),
+        pytest.param({"reply_rate.received": 2}, "msgkpi_window_reply_rate",
+                     ("whatsapp", "1h"), 0.0, id="reply_rate_none_answered"),
+        pytest.param({"csat.responses": 2, "csat.score_sum_x100": 750, "csat.satisfied": 1},
+                     "msgkpi_window_csat_score", ("whatsapp", "1h", "avg"), 3.75, id="csat_avg"),
+        pytest.param({"csat.responses": 4, "csat.score_sum_x100": 1600, "csat.satisfied": 3},
+                     "msgkpi_window_csat_satisfied_ratio", ("whatsapp", "1h"), 0.75,
+                     id="csat_satisfied"),
+        pytest.param({"nps.responses": 4, "nps.promoters": 2, "nps.detractors": 1},
+                     "msgkpi_window_nps", ("whatsapp", "1h"), 25.0, id="nps"),
+    ],
+)
+def test_rate_gauges(counts: dict[str, int], name: str, labels: tuple[str, ...], value: float
+                     ) -> None:
+    got = gauges({"counts": counts, "tags": {}, "unique_customers": 0})
+    assert got[(name, labels)] == pytest.approx(value)
+
+
+def test_no_rate_without_a_denominator_and_tags_and_customers() -> None:
+    got = gauges({"counts": {}, "tags": {"billing": 3}, "unique_customers": 7})
+    assert not any(name in ("msgkpi_window_reply_rate", "msgkpi_window_nps",
+                            "msgkpi_window_csat_score") for name, _ in got)
+    assert got[("msgkpi_window_tag_messages", ("whatsapp", "1h", "billing"))] == 3
+    assert got[("msgkpi_window_unique_customers", ("whatsapp", "1h"))] == 7
+
+
+def test_every_fact_kind_has_a_recorder() -> None:
+    registry = CollectorRegistry()
+    metrics = WorkerMetrics(registry, max_tags=1)
+    facts = [Fact(FactKind.ANSWERED, "wa", 0, "a", "agent", "", 3.0, 1),
+             Fact(FactKind.EXCLUDED, "wa", 0, "r", "answered", "", 3.0, 1),
+             Fact(FactKind.CSAT, "wa", 0, "c", "5", "", 4.0, 0),
+             Fact(FactKind.CSAT, "wa", 0, "n", "10", "", 7.0, 0),
+             Fact(FactKind.TAG, "wa", 0, "t", "billing", "", 1.0, 0),
+             Fact(FactKind.TAG, "wa", 0, "t", "refund", "", 1.0, 0)]
+    for kind in FactKind:
+        metrics.record([f for f in facts if f.kind is kind]
+                       or [Fact(kind, "wa", 0, "x", "agent", "a1", 1.0, 1)])
+    value = registry.get_sample_value
+    assert value("msgkpi_reply_rate_messages_total",
+                 {"channel": "wa", "outcome": "answered"}) == 1
+    assert value("msgkpi_reply_rate_messages_total",
+                 {"channel": "wa", "outcome": "excluded"}) == 1
+    assert value("msgkpi_csat_responses_total",
+                 {"channel": "wa", "scale": "5", "category": "satisfied"}) == 1
+    assert value("msgkpi_csat_responses_total",
+                 {"channel": "wa", "scale": "10", "category": "passive"}) == 1
+    assert value("msgkpi_csat_score_total", {"channel": "wa", "scale": "10"}) == 7
+    assert value("msgkpi_tag_messages_total", {"channel": "wa", "tag": "billing"}) == 1
+    assert value("msgkpi_tag_messages_total", {"channel": "wa", "tag": "other"}) == 1
