@@ -24,6 +24,10 @@ def _build_parser() -> argparse.ArgumentParser:
     from processor.simulate import add_arguments as add_simulate_arguments
 
     add_simulate_arguments(simulate)
+    replay = commands.add_parser("replay", help="write a recorded event log (JSONL) to Kafka")
+    from processor.replay import add_arguments as add_replay_arguments
+
+    add_replay_arguments(replay)
     return parser
 
 
@@ -42,6 +46,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from processor.worker.app import run_worker
 
         return run_worker(settings)
+    if args.command == "replay":
+        from processor.replay import run_replay
+
+        return run_replay(settings, args)
     from processor.simulate import run_simulation
 
     return run_simulation(settings, args)

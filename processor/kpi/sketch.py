@@ -28,7 +28,13 @@ class LogSketch:
     bins: dict[int, int] = field(default_factory=dict)
     zero_count: int = 0
     count: int = 0
-    total: float = 0.0
+    total_ms: int = 0
+    """Exact sum in whole milliseconds (durations come from millisecond timestamps), so the
+    sum and mean do not depend on the order values were added in."""
+
+    @property
+    def total(self) -> float:
+        return self.total_ms / 1000
 
     @property
     def _gamma(self) -> float:
@@ -49,7 +55,7 @@ class LogSketch:
             else:
                 self.bins.pop(index, None)
         self.count += weight
-        self.total += value * weight
+        self.total_ms += round(value * 1000) * weight
 
     def merge(self, other: LogSketch) -> None:
         if other.relative_accuracy != self.relative_accuracy:
@@ -62,7 +68,7 @@ class LogSketch:
                 self.bins.pop(index, None)
         self.zero_count += other.zero_count
         self.count += other.count
-        self.total += other.total
+        self.total_ms += other.total_ms
 
     @property
     def mean(self) -> float | None:
@@ -92,10 +98,10 @@ class LogSketch:
             "bins": [[index, weight] for index, weight in self.bins.items()],
             "zero": self.zero_count,
             "count": self.count,
-            "total": self.total,
+            "total_ms": self.total_ms,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LogSketch:
         return cls(data["a"], {int(i): int(w) for i, w in data["bins"]}, data["zero"],
-                   data["count"], data["total"])
+                   data["count"], data["total_ms"])
