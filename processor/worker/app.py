@@ -27,6 +27,7 @@ from processor.topics import ensure_topics
 from processor.worker.codec import ConversationCodec
 from processor.worker.lag import ConsumerLagCollector
 from processor.worker.processor import EventProcessor, Record, Rejected
+from processor.worker.sla_stage import SlaStage, attach_sla_stage
 from processor.worker.tables import string_keyed_table
 from processor.worker.window_stage import attach_window_stage
 
@@ -101,7 +102,12 @@ def build_worker(
     # The processor reads and writes the table's local store directly; each batch then
     # persists every changed conversation once, with its own partition, before Faust acks the
     # batch (so the changelog is flushed before those offsets can be committed).
-    processor = EventProcessor(conversations.data, metrics, awaiting, settings.grace_ms)
+    # SLA: the stage observes every applied event; its timer publishes at-risk/breach events.
+    sla = SlaStage(policies or PolicySet(), conversations.data, registry,
+                   channel_label=metrics.channel_label)
+    processor = EventProcessor(conversations.data, metrics, awaiting, settings.grace_ms,
+                               observer=sla)
+    attach_sla_stage(app, settings, sla, processor, conversations)
     windows = attach_window_stage(app, settings, registry, processor)
 
     @app.agent(events, name="msgkpi.process-events")
