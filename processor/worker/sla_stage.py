@@ -32,13 +32,14 @@ from typing import Any, Final
 
 import faust
 import orjson
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client import Counter as PromCounter
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from processor.config import CHANNELS, Settings
 from processor.events import ConversationEvent
+from processor.export.worker_metrics import RESPONSE_BUCKETS_S, buckets_with
 from processor.kpi.calendar import CALENDAR_24_7
 from processor.kpi.conversation import CycleState
 from processor.kpi.facts import Fact, FactKind
@@ -167,6 +168,11 @@ class SlaStage:
         self.attained = PromCounter(
             "msgkpi_sla_attained", "Measured cycles and replies within their target.", labels,
             registry=registry)
+        self.business_seconds = Histogram(
+            "msgkpi_business_seconds",
+            "First response, next reply and resolution times counted in business hours on the "
+            "matching policy's calendar (24/7 calendars: equal to elapsed time).", labels,
+            buckets=buckets_with(RESPONSE_BUCKETS_S, policies.targets_s()), registry=registry)
         for policy in policies.policies:
             channels = policy.match.channel
             for channel in (*CHANNELS, "canonical") if ANY in channels else sorted(channels):
@@ -239,11 +245,15 @@ class SlaStage:
                     metric = "next_reply"
             elif fact.kind is FactKind.RESOLUTION:
                 metric = "resolution"
-            if metric is None or policy.target_s(metric) is None:
+            if metric is None:
                 continue
             start_ms = fact.at_ms - round(fact.value * 1000)
-            outcome = measure(metric, start_ms, fact.at_ms, policy, calendar)
             channel = self._channel_label(fact.channel)
+            self._child(self.business_seconds, channel, policy.name, metric).observe(
+                calendar.business_seconds(start_ms, fact.at_ms))
+            if policy.target_s(metric) is None:
+                continue
+            outcome = measure(metric, start_ms, fact.at_ms, policy, calendar)
             self._child(self.measured, channel, policy.name, metric).inc()
             if outcome.within_target:
                 self._child(self.attained, channel, policy.name, metric).inc()
@@ -494,7 +504,8 @@ class SlaStage:
                 self._child(counter, label, policy.name, metric)
             self._gauge_keys.add((label, policy.name, metric))
 
-    def _child(self, counter: PromCounter, channel: str, policy: str, metric: str) -> Any:
+    def _child(self, counter: PromCounter | Histogram, channel: str, policy: str,
+               metric: str) -> Any:
         key = (id(counter), channel, policy, metric)
         child = self._children.get(key)
         if child is None:

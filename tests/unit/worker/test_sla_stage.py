@@ -20,11 +20,13 @@ import pytest
 import yaml  # type: ignore[import-untyped, unused-ignore]
 from prometheus_client import CollectorRegistry
 
+from processor.events import event_from_dict
 from processor.export.worker_metrics import WorkerMetrics
 from processor.kpi.awaiting import AwaitingIndex
 from processor.kpi.calendar import BusinessCalendar, WeeklyInterval
 from processor.kpi.policy import PolicyMatch, PolicySet, SlaPolicy
 from processor.kpi.sla import WHATSAPP_WINDOW_MS, SlaTracker, next_due_ms
+from processor.policy_file import parse_policy_text
 from processor.worker.codec import ConversationCodec
 from processor.worker.processor import EventProcessor, Record, StoredConversation
 from processor.worker.sla_stage import SCHEMA_NAME, SlaStage
@@ -447,3 +449,26 @@ def test_every_runbook_url_points_at_a_section_of_operations_md() -> None:
     headings = re.findall(r"^#+ (.+)$", (ROOT / "docs/operations.md").read_text(), re.M)
     slugs = {re.sub(r"[^a-z0-9 _-]", "", h.strip().lower()).replace(" ", "-") for h in headings}
     assert anchors - slugs == set()
+
+
+def test_business_seconds_histogram_counts_only_open_hours() -> None:
+    """FRT of a customer message Friday 17:50 answered Monday 08:05 on a Mon-Fri 08:00-18:00
+    calendar: 10 min + 5 min = 900 business seconds."""
+    policies = parse_policy_text(
+        "calendars:\n  office:\n    timezone: UTC\n    hours: {mon-fri: ['08:00-18:00']}\n"
+        "policies:\n  - name: std\n    match: {channel: line}\n    calendar: office\n"
+        "    first_response: 1h\n", "inline")
+    registry = CollectorRegistry()
+    table: dict[str, Any] = {}
+    stage = SlaStage(policies, table, registry)
+    processor = EventProcessor(table, WorkerMetrics(registry), AwaitingIndex(), 600_000,
+                               observer=stage)
+    friday_1750 = 1_795_197_000_000  # 2026-11-20 17:50 UTC, a Friday
+    monday_0805 = friday_1750 + (2 * 86_400 + 14 * 3_600 + 15 * 60) * 1000
+    for event_id, at, author in (("q", friday_1750, "customer"), ("a", monday_0805, "agent")):
+        event = event_from_dict({"event_id": event_id, "type": "message", "channel": "line",
+                                 "conversation_id": "c", "occurred_at": at, "author": author})
+        processor.process_batch([Record(0, b"c", event.to_json(), 1)])
+    labels = {"channel": "line", "policy": "std", "metric": "first_response"}
+    assert registry.get_sample_value("msgkpi_business_seconds_sum", labels) == 900.0
+    assert registry.get_sample_value("msgkpi_sla_attained_total", labels) == 1.0
