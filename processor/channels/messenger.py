@@ -18,26 +18,22 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Final
 
-from processor.channels.base import Normalized, WebhookReply, WebhookRequest
+from processor.channels.base import Normalized, WebhookRequest
 from processor.channels.meta import (
     UNKNOWN_AGENT,
     JsonObject,
-    SecretSet,
+    MetaWebhook,
     as_object,
     build_event,
     epoch_ms,
     get_id,
     get_list,
     get_object,
-    json_object,
-    meta_handshake,
     opt_id,
     opt_object,
     opt_str,
     parse_marker,
-    verify_meta_signature,
 )
-from processor.errors import InvalidEvent
 from processor.events import Author, ConversationEvent, EventType
 
 __all__ = ["MessagingAdapter", "MessengerAdapter"]
@@ -49,7 +45,7 @@ _HANDOVERS: Final = {
 _ITEM_LISTS: Final = ("messaging", "standby")
 
 
-class MessagingAdapter:
+class MessagingAdapter(MetaWebhook):
     """The Messenger Platform shape, shared by Messenger (`object=page`) and Instagram."""
 
     def __init__(
@@ -61,31 +57,16 @@ class MessagingAdapter:
         verify_token: str,
         bot_app_ids: Iterable[str] = (),
     ) -> None:
+        super().__init__(object_name, secret, verify_token)
         self.name = name
-        self._object = object_name
-        self._secrets = SecretSet(secret)
-        self._verify_tokens = SecretSet(verify_token)
         self._bot_app_ids = frozenset(str(app) for app in bot_app_ids)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
 
-    def handshake(self, request: WebhookRequest) -> WebhookReply:
-        return meta_handshake(request, self._verify_tokens)
-
-    def verify(self, request: WebhookRequest) -> None:
-        verify_meta_signature(request, self._secrets)
-
-    def acknowledge(self, normalized: Normalized) -> WebhookReply:
-        return WebhookReply()
-
     def normalize(self, request: WebhookRequest) -> Normalized:
-        payload = json_object(request.body)
-        kind = payload.get("object")
-        if not isinstance(kind, str):
-            raise InvalidEvent("object", f"is required (expected {self._object!r})")
-        entries = get_list(payload, "entry", "entry")
-        if kind != self._object:
+        entries, ours = self._entries(request)
+        if not ours:
             return Normalized([], ignored=max(1, len(entries)))
         events: list[ConversationEvent] = []
         ignored = 0

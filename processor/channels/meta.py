@@ -34,6 +34,7 @@ __all__ = [
     "META_SIGNATURE_HEADER",
     "UNKNOWN_AGENT",
     "JsonObject",
+    "MetaWebhook",
     "SecretSet",
     "as_object",
     "b64_digest",
@@ -303,3 +304,32 @@ def parse_marker(marker: str | None) -> tuple[Author, str] | None:
         return None
     ident = ident.strip()[:_MAX_ID_CHARS] or UNKNOWN_AGENT
     return (Author.AGENT if kind.lower() == "agent" else Author.BOT), ident
+
+
+class MetaWebhook:
+    """What every Meta webhook (WhatsApp, Messenger, Instagram) shares: the hub.challenge
+    handshake, `X-Hub-Signature-256` over the raw body, and the `{object, entry: [...]}`
+    envelope. Subclasses normalize the entries."""
+
+    def __init__(self, object_name: str, secret: str, verify_token: str) -> None:
+        self._object = object_name
+        self._secrets = SecretSet(secret)
+        self._verify_tokens = SecretSet(verify_token)
+
+    def handshake(self, request: WebhookRequest) -> WebhookReply:
+        return meta_handshake(request, self._verify_tokens)
+
+    def verify(self, request: WebhookRequest) -> None:
+        verify_meta_signature(request, self._secrets)
+
+    def acknowledge(self, normalized: object) -> WebhookReply:
+        return WebhookReply()
+
+    def _entries(self, request: WebhookRequest) -> tuple[list[Any], bool]:
+        """The delivery's entries, and whether its `object` is this adapter's (a signed
+        delivery for another object is ignored, not refused: Meta would retry a 4xx)."""
+        payload = json_object(request.body)
+        kind = payload.get("object")
+        if not isinstance(kind, str):
+            raise InvalidEvent("object", f"is required (expected {self._object!r})")
+        return get_list(payload, "entry", "entry"), kind == self._object

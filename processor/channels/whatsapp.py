@@ -23,25 +23,21 @@ from __future__ import annotations
 
 from typing import Final
 
-from processor.channels.base import Normalized, WebhookReply, WebhookRequest
+from processor.channels.base import Normalized, WebhookRequest
 from processor.channels.meta import (
     UNKNOWN_AGENT,
     JsonObject,
-    SecretSet,
+    MetaWebhook,
     as_object,
     build_event,
     epoch_ms,
     get_id,
     get_list,
     get_object,
-    json_object,
-    meta_handshake,
     opt_object,
     opt_str,
     parse_marker,
-    verify_meta_signature,
 )
-from processor.errors import InvalidEvent
 from processor.events import Author, ConversationEvent, EventType
 
 __all__ = ["WhatsAppAdapter"]
@@ -53,34 +49,20 @@ _TEMPLATE_CATEGORIES: Final = frozenset(
 )
 
 
-class WhatsAppAdapter:
+class WhatsAppAdapter(MetaWebhook):
     """Thread = (phone_number_id, wa_id); event_id = whatsapp:<phone_number_id>:<wamid>."""
 
     name: str = "whatsapp"
 
     def __init__(self, secret: str, verify_token: str) -> None:
-        self._secrets = SecretSet(secret)
-        self._verify_tokens = SecretSet(verify_token)
+        super().__init__(_OBJECT, secret, verify_token)
 
     def __repr__(self) -> str:
         return "WhatsAppAdapter()"
 
-    def handshake(self, request: WebhookRequest) -> WebhookReply:
-        return meta_handshake(request, self._verify_tokens)
-
-    def verify(self, request: WebhookRequest) -> None:
-        verify_meta_signature(request, self._secrets)
-
-    def acknowledge(self, normalized: Normalized) -> WebhookReply:
-        return WebhookReply()
-
     def normalize(self, request: WebhookRequest) -> Normalized:
-        payload = json_object(request.body)
-        kind = payload.get("object")
-        if not isinstance(kind, str):
-            raise InvalidEvent("object", f"is required (expected {_OBJECT!r})")
-        entries = get_list(payload, "entry", "entry")
-        if kind != _OBJECT:
+        entries, ours = self._entries(request)
+        if not ours:
             return Normalized([], ignored=max(1, len(entries)))
         events: list[ConversationEvent] = []
         ignored = 0
