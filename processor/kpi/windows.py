@@ -11,6 +11,11 @@ Lagged facts (`answered`, `excluded`: stamped at a customer message's time, know
 reply or resolution) are kept in a pane as counters per delay, `name@k` where k is the number
 of panes between the message's pane and the reply's; a window adds `name@k` only for the
 panes whose k makes the reply fall before the window's end (docs/kpis.md, reply rate).
+
+Per-agent figures (human agents only) are kept per pane as agent -> {field: count}; a pane
+counts at most `MAX_AGENTS_PER_PANE` agents one by one and folds later newcomers into
+`OTHER_AGENT`. An agent once admitted to a pane keeps its slot (even at zero), so a withdrawn
+fact always leaves the entry that counted it.
 """
 
 from __future__ import annotations
@@ -23,10 +28,13 @@ from processor.kpi.facts import Fact, FactKind, effective_ms
 from processor.kpi.sketch import LogSketch
 
 __all__ = [
+    "AGENT_FIELDS",
     "CSAT_SCALE",
     "DEFAULT_WINDOWS",
+    "MAX_AGENTS_PER_PANE",
     "MAX_TAGS_PER_PANE",
     "NPS_SCALE",
+    "OTHER_AGENT",
     "OTHER_TAG",
     "PANES_PER_WINDOW",
     "TIME_SERIES",
@@ -45,6 +53,13 @@ MAX_TAGS_PER_PANE: Final = 50
 OTHER_TAG: Final = "other"
 TOP_TAGS: Final = 10
 """Tags in a snapshot: the top k of the window."""
+MAX_AGENTS_PER_PANE: Final = 200
+"""Distinct agents a pane counts one by one; later newcomers are counted as `OTHER_AGENT`."""
+OTHER_AGENT: Final = "other"
+AGENT_FIELDS: Final = ("messages", "replies", "first_responses", "first_response_ms",
+                       "resolutions")
+"""Per-agent figures of a window: outbound agent messages, agent replies, agent first
+responses and the sum of their FRT in whole milliseconds, cycles resolved."""
 CSAT_SCALE: Final = "5"
 NPS_SCALE: Final = "10"
 
@@ -108,10 +123,13 @@ TIME_SERIES: Final = {
 
 def _contributions(fact: Fact) -> Iterator[tuple[str, str, int]]:
     """(kind of aggregate, its name, amount per unit of weight) that `fact` feeds. Counter
-    names ending in "@" take the fact's delay in panes (see the module docstring)."""
+    names ending in "@" take the fact's delay in panes (see the module docstring); "agent"
+    aggregates are fields of `fact.agent`'s figures."""
     kind = fact.kind
     if kind is FactKind.MESSAGE:
         yield "counter", f"messages.{fact.role}", 1
+        if fact.role == "agent":
+            yield "agent", "messages", 1
         if fact.role == "customer":
             yield "counter", "reply_rate.received", 1
             yield "customer", fact.agent, 1
@@ -129,12 +147,18 @@ def _contributions(fact: Fact) -> Iterator[tuple[str, str, int]]:
         yield "counter", "cycles.opened", 1
     elif kind is FactKind.CYCLE_RESOLVED:
         yield "counter", "cycles.resolved", 1
+        yield "agent", "resolutions", 1
         if fact.value:
             yield "counter", "cycles.resolved_without_reply", 1
     elif kind is FactKind.CLOCK_SKEW:
         yield "counter", "clock_skew", 1
     elif kind in (FactKind.FIRST_RESPONSE, FactKind.REPLY):
         yield "sketch", f"{TIME_SERIES[kind]}.{fact.role}", 1
+        if fact.role == "agent" and kind is FactKind.REPLY:
+            yield "agent", "replies", 1
+        elif fact.role == "agent":
+            yield "agent", "first_responses", 1
+            yield "agent", "first_response_ms", round(fact.value * 1000)
     elif kind in TIME_SERIES:
         yield "sketch", TIME_SERIES[kind], 1
 
@@ -171,14 +195,16 @@ def _pane_lag(fact: Fact, pane_ms: int) -> int:
 
 @dataclass(slots=True)
 class WindowAggregate:
-    """Counters, time sketches, tag counts and customer counts of one pane, or of a merged
-    window."""
+    """Counters, time sketches, tag counts, customer counts and per-agent figures of one pane,
+    or of a merged window."""
 
     counters: dict[str, int] = field(default_factory=dict)
     sketches: dict[str, LogSketch] = field(default_factory=dict)
     tags: dict[str, int] = field(default_factory=dict)
     customers: dict[str, int] = field(default_factory=dict)
     """Customer -> messages: a multiset, so a withdrawn message leaves the others."""
+    agents: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Agent -> {field of AGENT_FIELDS: count}, zero fields left out."""
 
     def apply(self, fact: Fact, weight: int = 1, pane_ms: int = 0) -> None:
         """Add `fact` `weight` times; `pane_ms` (the pane size) places lagged facts."""
@@ -194,6 +220,8 @@ class WindowAggregate:
                 self._apply_tag(name, weight)
             elif aggregate == "customer":
                 _add(self.customers, name, weight)
+            elif aggregate == "agent":
+                _add(self._agent_slot(fact.agent, weight), name, amount * weight)
             else:
                 self.sketches.setdefault(name, LogSketch()).add(fact.value, weight)
 
@@ -203,6 +231,17 @@ class WindowAggregate:
             if weight < 0 or distinct >= MAX_TAGS_PER_PANE:
                 tag = OTHER_TAG
         _add(self.tags, tag, weight)
+
+    def _agent_slot(self, agent: str, weight: int) -> dict[str, int]:
+        """The figures `agent`'s facts go to: its own, or `OTHER_AGENT`'s once the pane is full
+        (a withdrawal for an agent the pane never admitted was counted there too)."""
+        slot = self.agents.get(agent)
+        if slot is None:
+            distinct = len(self.agents) - (OTHER_AGENT in self.agents)
+            if agent != OTHER_AGENT and (weight < 0 or distinct >= MAX_AGENTS_PER_PANE):
+                agent = OTHER_AGENT
+            slot = self.agents.setdefault(agent, {})
+        return slot
 
     def merge(self, other: WindowAggregate, visible_lag: int | None = None) -> None:
         """Add `other` in. With `visible_lag`, `other` is a pane followed by that many panes in
@@ -220,6 +259,10 @@ class WindowAggregate:
             self.tags[tag] = self.tags.get(tag, 0) + count
         for customer, count in other.customers.items():
             self.customers[customer] = self.customers.get(customer, 0) + count
+        for agent, figures in other.agents.items():
+            mine = self.agents.setdefault(agent, {})
+            for name, count in figures.items():
+                mine[name] = mine.get(name, 0) + count
 
     @classmethod
     def merged(cls, panes: Iterable[WindowAggregate]) -> WindowAggregate:
@@ -243,9 +286,15 @@ class WindowAggregate:
         ranked = sorted(((-n, tag) for tag, n in self.tags.items() if n > 0))[:k]
         return {tag: -n for n, tag in ranked}
 
+    def agent_figures(self) -> dict[str, dict[str, int]]:
+        """Agent -> every field of AGENT_FIELDS, for agents with a non-zero one, by name."""
+        return {agent: {name: figures.get(name, 0) for name in AGENT_FIELDS}
+                for agent, figures in sorted(self.agents.items())
+                if any(figures.values())}
+
     def summary(self) -> dict[str, Any]:
-        """Counters as they are, count/sum/avg/p50/p90 of each time series, the top tags and
-        the number of distinct customers."""
+        """Counters as they are, count/sum/avg/p50/p90 of each time series, the top tags, the
+        number of distinct customers and the per-agent figures."""
         times = {
             name: {
                 "count": sketch.count,
@@ -260,15 +309,17 @@ class WindowAggregate:
         return {"counts": dict(sorted((k, v) for k, v in self.counters.items() if v)),
                 "times": times,
                 "tags": self.top_tags(),
-                "unique_customers": sum(1 for n in self.customers.values() if n > 0)}
+                "unique_customers": sum(1 for n in self.customers.values() if n > 0),
+                "agents": self.agent_figures()}
 
     def to_dict(self) -> dict[str, Any]:
         return {"counters": self.counters,
                 "sketches": {name: s.to_dict() for name, s in self.sketches.items()},
-                "tags": self.tags, "customers": self.customers}
+                "tags": self.tags, "customers": self.customers, "agents": self.agents}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> WindowAggregate:
         return cls(dict(data["counters"]),
                    {name: LogSketch.from_dict(s) for name, s in data["sketches"].items()},
-                   dict(data.get("tags", {})), dict(data.get("customers", {})))
+                   dict(data.get("tags", {})), dict(data.get("customers", {})),
+                   {agent: dict(f) for agent, f in data.get("agents", {}).items()})

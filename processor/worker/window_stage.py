@@ -21,6 +21,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from processor.config import Settings
+from processor.export.labels import LabelBudget
 from processor.kpi.windows import WindowSpec, parse_window
 from processor.worker.codec import decode_or_drop
 from processor.worker.processor import EventProcessor, FactDelta
@@ -186,8 +187,9 @@ class WindowStage:
 class WindowCollector(Collector):
     """`msgkpi_window_*` gauges from the newest open-window snapshots of owned channels."""
 
-    def __init__(self, stage: WindowStage) -> None:
+    def __init__(self, stage: WindowStage, max_agents: int = 500) -> None:
         self._stage = stage
+        self._agent_label = LabelBudget(max_agents)
 
     def collect(self) -> Iterator[Metric]:
         frt = GaugeMetricFamily(
@@ -207,6 +209,7 @@ class WindowCollector(Collector):
             "msgkpi_window_cycles", "Cycles opened and resolved in the rolling window.",
             labels=["channel", "window", "event"])
         rates = _RateFamilies()
+        agents = _AgentFamilies(self._agent_label)
         progress = GaugeMetricFamily(
             "msgkpi_window_source_newest_seconds",
             "Per source partition of msgkpi.events: newest event time processed (unix s), as "
@@ -234,8 +237,43 @@ class WindowCollector(Collector):
                 elif kind == "cycles" and label in ("opened", "resolved"):
                     cycles.add_metric([channel, window, label], count)
             rates.add(channel, window, snapshot)
+            agents.add(channel, window, snapshot)
         yield from (frt, reply, resolution, messages, cycles)
         yield from rates.families()
+        yield from agents.families()
+
+
+class _AgentFamilies:
+    """Per-agent first response time and replies of the open windows; agents beyond the label
+    budget are summed into `other`."""
+
+    def __init__(self, agent_label: LabelBudget) -> None:
+        labels = ["channel", "window", "agent"]
+        self._agent_label = agent_label
+        self.frt = GaugeMetricFamily(
+            "msgkpi_window_agent_first_response_seconds",
+            "Average first response time of the agent's first responses in the rolling window "
+            "(exact).", labels=labels)
+        self.replies = GaugeMetricFamily(
+            "msgkpi_window_agent_replies",
+            "Agent messages that answered a waiting customer in the rolling window.",
+            labels=labels)
+
+    def add(self, channel: str, window: str, snapshot: dict[str, Any]) -> None:
+        totals: dict[str, list[int]] = {}
+        for agent, figures in snapshot.get("agents", {}).items():
+            total = totals.setdefault(self._agent_label(agent), [0, 0, 0])
+            total[0] += figures.get("first_responses", 0)
+            total[1] += figures.get("first_response_ms", 0)
+            total[2] += figures.get("replies", 0)
+        for agent, (responses, frt_ms, replies) in sorted(totals.items()):
+            labels = [channel, window, agent]
+            if responses > 0:
+                self.frt.add_metric(labels, frt_ms / 1000 / responses)
+            self.replies.add_metric(labels, replies)
+
+    def families(self) -> Iterator[Metric]:
+        yield from (self.frt, self.replies)
 
 
 class _RateFamilies:
@@ -290,7 +328,7 @@ class _RateFamilies:
 def attach_window_stage(app: faust.App, settings: Settings, registry: CollectorRegistry,
                         processor: EventProcessor) -> WindowStage:
     stage = WindowStage(app, settings, processor)
-    registry.register(WindowCollector(stage))
+    registry.register(WindowCollector(stage, settings.max_agent_labels))
 
     @app.agent(stage.facts, name="msgkpi.windows")
     async def aggregate_windows(stream: faust.StreamT[bytes]) -> None:

@@ -52,6 +52,7 @@ def assert_snapshots_equal_oracle(closed: dict[tuple[str, str, int], Any],
         assert got["counts"] == want["counts"], key
         assert got["tags"] == want["tags"], key
         assert got["unique_customers"] == want["unique_customers"], key
+        assert got["agents"] == want["agents"], key
         assert sorted(got["times"]) == sorted(want["times"]), key
         for series, values in want["times"].items():
             stats = got["times"][series]
@@ -86,7 +87,7 @@ def settled(workers: list[Service], total: int, expected: dict[Any, Any],
         return set(expected) <= set(found)
 
     with contextlib.suppress(AssertionError):  # the comparison below says what is missing
-        wait_until(all_closed, 90, interval_s=2, what="every expected window closed")
+        wait_until(all_closed, 180, interval_s=2, what="every expected window closed")
     return found
 
 

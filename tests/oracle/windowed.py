@@ -10,6 +10,8 @@ Reply rate: an answer or an exclusion is recorded at the customer message's time
 a window only when the reply or resolution is before the window's end (docs/kpis.md, item 6).
 Tags: counted per tag (the 50-per-pane cap is not modelled: logs here stay under it), top 10
 by count then name. Unique customers: distinct customers of the window's customer messages.
+Agents: per human agent, outbound messages, replies, first responses and their FRT in whole
+ms, and resolutions credited to the resolver (the 200-agents-per-pane cap is not modelled).
 """
 
 from __future__ import annotations
@@ -24,10 +26,12 @@ from tests.oracle.batch import ReportBuilder, _walk, dedupe, total_order_key
 __all__ = ["expected_windows"]
 
 PANES = 12
+AGENT_FIELDS = ("messages", "replies", "first_responses", "first_response_ms", "resolutions")
 
 Observation = tuple[int, str, str, str, float, int]
-"""(event time ms, channel, "count" | "time" | "tag" | "customer", series name, value, known
-from (event time ms): a window counts it only if that is before the window's end)."""
+"""(event time ms, channel, "count" | "time" | "tag" | "customer" | "agent", series name,
+value, known from (event time ms): a window counts it only if that is before the window's
+end). An "agent" series is named "<field>.<agent>"."""
 
 
 class _Recorder(ReportBuilder):
@@ -42,8 +46,13 @@ class _Recorder(ReportBuilder):
         known = at if known_ms is None else known_ms
         self.observations.append((at, channel, kind, name, value, known))
 
+    def _agent(self, channel: str, agent: str, field: str, value: float = 1.0) -> None:
+        self._note(channel, "agent", f"{field}.{agent}", value)
+
     def message(self, channel: str, author: str, agent: str) -> None:
         self._note(channel, "count", f"messages.{author}")
+        if author == "agent":
+            self._agent(channel, agent, "messages")
         if author == "customer":
             self._note(channel, "count", "reply_rate.received")
             self._note(channel, "customer", agent)
@@ -78,14 +87,20 @@ class _Recorder(ReportBuilder):
 
     def cycle_resolved(self, channel: str, kind: str, resolver: str, without_reply: bool) -> None:
         self._note(channel, "count", "cycles.resolved")
+        self._agent(channel, resolver, "resolutions")
         if without_reply:
             self._note(channel, "count", "cycles.resolved_without_reply")
 
     def first_response(self, channel: str, responder: str, agent: str, seconds: float) -> None:
         self._note(channel, "time", f"first_response.{responder}", seconds)
+        if responder == "agent":
+            self._agent(channel, agent, "first_responses")
+            self._agent(channel, agent, "first_response_ms", round(seconds * 1000))
 
     def reply(self, channel: str, responder: str, agent: str, seconds: float) -> None:
         self._note(channel, "time", f"reply.{responder}", seconds)
+        if responder == "agent":
+            self._agent(channel, agent, "replies")
 
     def resolution(self, channel: str, seconds: float) -> None:
         self._note(channel, "time", "resolution", seconds)
@@ -145,6 +160,7 @@ def _contents(inside: list[Observation]) -> dict[str, Any]:
     times: dict[str, list[float]] = defaultdict(list)
     tags: dict[str, int] = defaultdict(int)
     customers: set[str] = set()
+    agents: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(AGENT_FIELDS, 0))
     for _, _, kind, name, value, _ in inside:
         if kind == "count":
             counts[name] += int(value)
@@ -152,8 +168,13 @@ def _contents(inside: list[Observation]) -> dict[str, Any]:
             tags[name] += 1
         elif kind == "customer":
             customers.add(name)
+        elif kind == "agent":
+            field, _, agent = name.partition(".")
+            agents[agent][field] += int(value)
         else:
             times[name].append(value)
     top = sorted(tags.items(), key=lambda item: (-item[1], item[0]))[:10]
     return {"counts": {k: n for k, n in counts.items() if n}, "times": dict(times),
-            "tags": dict(top), "unique_customers": len(customers)}
+            "tags": dict(top), "unique_customers": len(customers),
+            "agents": {agent: figures for agent, figures in sorted(agents.items())
+                       if any(figures.values())}}

@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
+from processor.export.labels import LabelBudget
 from processor.export.worker_metrics import WorkerMetrics
 from processor.kpi.facts import Fact, FactKind
-from processor.worker.window_stage import _RateFamilies
+from processor.worker.window_stage import _AgentFamilies, _RateFamilies
 
 
 def gauges(snapshot: dict[str, Any]) -> dict[tuple[str, tuple[str, ...]], float]:
@@ -48,6 +49,28 @@ def test_no_rate_without_a_denominator_and_tags_and_customers() -> None:
                             "msgkpi_window_csat_score") for name, _ in got)
     assert got[("msgkpi_window_tag_messages", ("whatsapp", "1h", "billing"))] == 3
     assert got[("msgkpi_window_unique_customers", ("whatsapp", "1h"))] == 7
+
+
+def test_agent_gauges_average_frt_count_replies_and_bound_agent_labels() -> None:
+    families = _AgentFamilies(LabelBudget(2))
+    zero = {"messages": 0, "replies": 0, "first_responses": 0, "first_response_ms": 0,
+            "resolutions": 0}
+    families.add("whatsapp", "1h", {"agents": {
+        "ana": {**zero, "replies": 3, "first_responses": 2, "first_response_ms": 5000},
+        "bo": {**zero, "messages": 1},
+        "cy": {**zero, "replies": 1, "first_responses": 1, "first_response_ms": 1000},
+        "other": {**zero, "replies": 2, "first_responses": 1, "first_response_ms": 500},
+    }})
+    got = {(f.name, tuple(s.labels.values())): s.value
+           for f in families.families() for s in f.samples}
+    frt, replies = "msgkpi_window_agent_first_response_seconds", "msgkpi_window_agent_replies"
+    assert got == {
+        (frt, ("whatsapp", "1h", "ana")): 2.5,
+        (replies, ("whatsapp", "1h", "ana")): 3,
+        (replies, ("whatsapp", "1h", "bo")): 0,  # no first response: no average
+        (frt, ("whatsapp", "1h", "other")): 0.75,  # cy beyond the budget, with the pane's other
+        (replies, ("whatsapp", "1h", "other")): 3,
+    }
 
 
 def test_every_fact_kind_has_a_recorder() -> None:

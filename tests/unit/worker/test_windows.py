@@ -29,7 +29,8 @@ def frt(at_s: float, seconds: float, channel: str = "whatsapp") -> Fact:
 
 
 def msg(at_s: float, author: str = "customer", channel: str = "whatsapp") -> Fact:
-    return Fact(FactKind.MESSAGE, channel, int(at_s * 1000), f"m{at_s}", author, "", 1.0, 1)
+    sender = "ana" if author == "agent" else ""
+    return Fact(FactKind.MESSAGE, channel, int(at_s * 1000), f"m{at_s}", author, sender, 1.0, 1)
 
 
 def delta(offset: int, fact: Fact, weight: int = 1, source: int = 0, seq: int = 0) -> FactDelta:
@@ -137,6 +138,9 @@ def test_snapshots_validate_against_the_schema(store: dict[str, Any]) -> None:
     assert snapshots
     for snapshot in snapshots:
         validate(snapshot)
+    assert closed(snapshots)[50_000]["agents"] == {"ana": {
+        "messages": 1, "replies": 0, "first_responses": 1, "first_response_ms": 0,
+        "resolutions": 1}}
 
 
 def test_deltas_round_trip_through_the_wire_format() -> None:
