@@ -496,7 +496,7 @@ class NativeEncoder:
             self._kf_agent.pop(conv, None)
         else:
             self._kf_agent[conv] = kf_account
-        body = _wechat_event_xml(name, to_user=thread.account, from_user=thread.customer,
+        body = samples.wechat_event_xml(name, to_user=thread.account, from_user=thread.customer,
                                  create_time_s=seconds, extra=extra)
         return _Piece(group, body, event)
 
@@ -670,20 +670,6 @@ def _iso(ms: int) -> str:
     return f"{moment:%Y-%m-%dT%H:%M:%S}.{ms % 1000:03d}Z"
 
 
-def _cdata(value: str) -> str:
-    return "<![CDATA[" + value.replace("]]>", "]]]]><![CDATA[>") + "]]>"
-
-
-def _wechat_event_xml(event: str, *, to_user: str, from_user: str, create_time_s: int,
-                      extra: Mapping[str, str]) -> bytes:
-    """A WeChat event push (samples.wechat_kf_session fixes the account, which varies here)."""
-    fields = "".join(f"<{name}>{_cdata(value)}</{name}>" for name, value in extra.items())
-    return (
-        f"<xml><ToUserName>{_cdata(to_user)}</ToUserName>"
-        f"<FromUserName>{_cdata(from_user)}</FromUserName>"
-        f"<CreateTime>{create_time_s}</CreateTime><MsgType>{_cdata('event')}</MsgType>"
-        f"<Event>{_cdata(event)}</Event>{fields}</xml>"
-    ).encode()
 
 
 def _stderr(line: str) -> None:

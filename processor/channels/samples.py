@@ -79,6 +79,7 @@ __all__ = [
     "telegram_reaction",
     "telegram_signed",
     "to_request",
+    "wechat_event_xml",
     "wechat_handshake_query",
     "wechat_inbound",
     "wechat_kf_session",
@@ -501,8 +502,9 @@ def wechat_text_xml(*, to_user: str = WECHAT_ACCOUNT, from_user: str = WECHAT_OP
     ).encode()
 
 
-def _wechat_event_xml(event: str, *, to_user: str, from_user: str, create_time_s: int,
+def wechat_event_xml(event: str, *, to_user: str, from_user: str, create_time_s: int,
                       extra: Mapping[str, str]) -> bytes:
+    """A WeChat event push (MsgType event) from `from_user` to the account `to_user`."""
     fields = "".join(f"<{name}>{_cdata(value)}</{name}>" for name, value in extra.items())
     return (
         f"<xml><ToUserName>{_cdata(to_user)}</ToUserName>"
@@ -546,13 +548,13 @@ def wechat_kf_session(token: str, *, event: str = "kf_create_session",
     """A built-in customer-service session event (the only WeChat push naming an agent)."""
     extra = ({"FromKfAccount": "bob@gh_3a1b2c3d4e5f", "ToKfAccount": kf_account}
              if event == "kf_switch_session" else {"KfAccount": kf_account})
-    body = _wechat_event_xml(event, to_user=WECHAT_ACCOUNT, from_user=from_user,
+    body = wechat_event_xml(event, to_user=WECHAT_ACCOUNT, from_user=from_user,
                              create_time_s=create_time_s, extra=extra)
     return wechat_signed(token, body, timestamp_s=timestamp_s)
 
 
 def wechat_subscribe(token: str, *, timestamp_s: int | None = None) -> Signed:
-    body = _wechat_event_xml("subscribe", to_user=WECHAT_ACCOUNT,
+    body = wechat_event_xml("subscribe", to_user=WECHAT_ACCOUNT,
                              from_user=WECHAT_OPENID,
                              create_time_s=DEFAULT_TIME_S, extra={"EventKey": ""})
     return wechat_signed(token, body, timestamp_s=timestamp_s)
