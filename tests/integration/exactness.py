@@ -15,6 +15,17 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from processor.events import ConversationEvent
 from processor.simulate import Scenario, generate_events
 
+WINDOWS = {"5m": 300_000, "1h": 3_600_000}
+GRACE_S = 300
+ENV = {
+    "MSGKPI_WINDOWS": ",".join(WINDOWS),
+    "MSGKPI_GRACE_S": str(GRACE_S),
+    "MSGKPI_SNAPSHOT_INTERVAL_S": "1",
+    "MSGKPI_BATCH_MAX": "200",
+}
+"""Worker settings of the exactness and replay tests: small windows, a 5-minute grace and
+snapshots every second, so closed windows appear within seconds."""
+
 
 def event_log(count: int, seed: int, span_s: float = 7200.0) -> list[ConversationEvent]:
     """`count` simulator events spread over `span_s` of event time, ending 30 minutes ago."""

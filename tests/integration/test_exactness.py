@@ -18,6 +18,9 @@ import pytest
 from processor.config import Topics
 from processor.topics import KPI_PARTITIONS, ensure_topics
 from tests.integration.exactness import (
+    ENV,
+    GRACE_S,
+    WINDOWS,
     closed_snapshots,
     deliveries,
     event_log,
@@ -29,14 +32,6 @@ from tests.oracle.windowed import expected_windows
 
 pytestmark = pytest.mark.integration
 
-WINDOWS = {"5m": 300_000, "1h": 3_600_000}
-GRACE_S = 300
-ENV = {
-    "MSGKPI_WINDOWS": ",".join(WINDOWS),
-    "MSGKPI_GRACE_S": str(GRACE_S),
-    "MSGKPI_SNAPSHOT_INTERVAL_S": "1",
-    "MSGKPI_BATCH_MAX": "200",
-}
 
 
 def assert_snapshots_equal_oracle(closed: dict[tuple[str, str, int], Any],

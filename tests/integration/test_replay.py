@@ -19,7 +19,7 @@ import pytest
 from processor.config import Topics
 from processor.events import event_from_dict
 from processor.topics import KPI_PARTITIONS, ensure_topics
-from tests.integration.exactness import closed_snapshots, read_all
+from tests.integration.exactness import ENV, GRACE_S, WINDOWS, closed_snapshots, read_all
 from tests.integration.services import (
     MSGKPI,
     Deployment,
@@ -32,14 +32,6 @@ from tests.oracle.windowed import expected_windows
 
 pytestmark = pytest.mark.integration
 
-WINDOWS = {"5m": 300_000, "1h": 3_600_000}
-GRACE_S = 300
-ENV = {
-    "MSGKPI_WINDOWS": ",".join(WINDOWS),
-    "MSGKPI_GRACE_S": str(GRACE_S),
-    "MSGKPI_SNAPSHOT_INTERVAL_S": "1",
-    "MSGKPI_BATCH_MAX": "200",
-}
 EVENTS_PARTITIONS = 6
 
 
