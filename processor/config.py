@@ -80,6 +80,8 @@ class Settings:
     """How long the gateway waits for Kafka's acknowledgement before answering 503."""
     grace_ms: int = 10 * 60 * 1000
     """Late events within this much event time are still placed in order."""
+    reopen_window_ms: int = 72 * 3600 * 1000
+    """First contact resolution: a resolved cycle must not reopen within this (event time)."""
     worker_data_dir: str = ".cache/worker"
     worker_host: str = "127.0.0.1"
     app_id: str = "msgkpi"
@@ -117,6 +119,7 @@ class Settings:
             max_body_bytes=_int(env, "MSGKPI_MAX_BODY_BYTES", 4 * 1024 * 1024),
             produce_timeout_s=_float(env, "MSGKPI_PRODUCE_TIMEOUT_S", 10.0),
             grace_ms=int(_float(env, "MSGKPI_GRACE_S", 600) * 1000),
+            reopen_window_ms=int(_float(env, "MSGKPI_REOPEN_WINDOW_S", 72 * 3600) * 1000),
             worker_data_dir=env.get("MSGKPI_WORKER_DATA_DIR", ".cache/worker"),
             worker_host=env.get("MSGKPI_WORKER_HOST", "127.0.0.1"),
             app_id=env.get("MSGKPI_APP_ID", "msgkpi"),

@@ -77,6 +77,12 @@ class WorkerMetrics:
             FactKind.EXCLUDED: self._record_excluded,
             FactKind.CSAT: self._record_csat,
             FactKind.TAG: self._record_tag,
+            # FCR is decided at the end of the reopen window, in event time: only the window
+            # gauges and snapshots can place it (msgkpi_window_fcr_ratio).
+            FactKind.FCR: lambda fact, channel: None,
+            FactKind.REOPENED: self._record_reopened,
+            # The SLA stage derives these for the windows and counts msgkpi_sla_* itself.
+            FactKind.SLA: lambda fact, channel: None,
         }
 
     def _declare_kpis(self, registry: CollectorRegistry, targets: tuple[float, ...]) -> None:
@@ -100,6 +106,10 @@ class WorkerMetrics:
         self.cycles = Counter(
             "msgkpi_cycles", "Conversation cycles opened and resolved.",
             ["channel", "event"], registry=registry)
+        self.reopened = Counter(
+            "msgkpi_cycles_reopened",
+            "Resolved cycles followed by a new cycle within the reopen window (no first contact "
+            "resolution).", ["channel"], registry=registry)
         self.resolved_without_reply = Counter(
             "msgkpi_cycles_resolved_without_reply",
             "Cycles resolved before any agent reply (they have no FRT).",
@@ -210,6 +220,9 @@ class WorkerMetrics:
         self._child(self.agent_resolutions, channel, self.agent_label(fact.agent)).inc()
         if fact.value:
             self._child(self.resolved_without_reply, channel, fact.role).inc()
+
+    def _record_reopened(self, fact: Fact, channel: str) -> None:
+        self._child(self.reopened, channel).inc()
 
     def _record_first_response(self, fact: Fact, channel: str) -> None:
         self._child(self.first_response, channel, fact.role).observe(fact.value)

@@ -11,9 +11,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Final
 
 from processor.events import Author, ConversationEvent, EventType, Resolution
-from processor.kpi.facts import UNKNOWN_AGENT, Fact, FactKind
+from processor.kpi.facts import FCR_ONE_AGENT, FCR_OTHER, UNKNOWN_AGENT, Fact, FactKind
 
-__all__ = ["CycleState", "apply", "event_order"]
+__all__ = ["DEFAULT_REOPEN_WINDOW_MS", "CycleState", "apply", "event_order"]
+
+DEFAULT_REOPEN_WINDOW_MS: Final = 72 * 3600 * 1000
+"""A cycle resolved at R counts as first contact resolution only if no new cycle opens before
+R + this (kpis.md item 10)."""
 
 _TIE_RANK: Final = {
     (EventType.REOPENED, None): 0,
@@ -64,6 +68,10 @@ class CycleState:
     answered_in_cycle: list[int] = field(default_factory=list)
     """Event times of the open cycle's customer messages already answered (an exclusion of
     the cycle withdraws them from the answered count too)."""
+    reopen_window_ms: int = DEFAULT_REOPEN_WINDOW_MS
+    fcr_pending: list[Any] | None = None
+    """[decision time ms, FCR role, cycle] of the last resolved cycle, until a new cycle opens:
+    a new cycle before the decision time cancels its first contact resolution."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -118,6 +126,7 @@ def apply(state: CycleState, event: ConversationEvent) -> list[Fact]:
 
 
 def _open_cycle(state: CycleState, event: ConversationEvent, facts: list[Fact]) -> None:
+    _settle_fcr(state, event, facts)
     state.cycles += 1
     state.open = True
     state.cycle_start_ms = state.human_clock_ms = event.occurred_at_ms
@@ -258,10 +267,33 @@ def _on_resolved(state: CycleState, event: ConversationEvent) -> list[Fact]:
             facts.append(_fact(FactKind.HANDLE, event, agent=agent, value=handle, cycle=cycle))
     else:
         _exclude(state, event, facts)
+    _decide_fcr_later(state, event, facts)
     state.open = False
     state.answered_in_cycle = []
     state.waiting_since_ms = state.bot_waiting_since_ms = None
     return facts
+
+
+def _decide_fcr_later(state: CycleState, event: ConversationEvent, facts: list[Fact]) -> None:
+    """FCR of the cycle being resolved: stamped at the end of its reopen window, when it is
+    known; a reopen before then withdraws it (`_settle_fcr`)."""
+    due_ms = event.occurred_at_ms + state.reopen_window_ms
+    one_agent = len(state.agents) == 1
+    role = FCR_ONE_AGENT if one_agent else FCR_OTHER
+    facts.append(Fact(FactKind.FCR, event.channel, due_ms, event.event_id, role,
+                      state.agents[0] if one_agent else "", 1.0, state.cycles))
+    state.fcr_pending = [due_ms, role, state.cycles]
+
+
+def _settle_fcr(state: CycleState, event: ConversationEvent, facts: list[Fact]) -> None:
+    """A new cycle opens: the previous one was reopened if its reopen window has not ended."""
+    if state.fcr_pending is None:
+        return
+    due_ms, role, cycle = state.fcr_pending
+    if event.occurred_at_ms < due_ms:
+        facts.append(Fact(FactKind.REOPENED, event.channel, due_ms, event.event_id, role, "",
+                          1.0, cycle))
+    state.fcr_pending = None
 
 
 def _on_reopened(state: CycleState, event: ConversationEvent) -> list[Fact]:

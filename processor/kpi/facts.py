@@ -4,9 +4,12 @@ windows consume them. Plain values, no I/O."""
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
-__all__ = ["LAGGED_KINDS", "UNKNOWN_AGENT", "Fact", "FactKind", "effective_ms"]
+__all__ = [
+    "FCR_ONE_AGENT", "FCR_OTHER", "LAGGED_KINDS", "UNKNOWN_AGENT", "Fact", "FactKind",
+    "effective_ms",
+]
 
 UNKNOWN_AGENT = "unknown"
 """Agent label when a channel cannot tell who replied."""
@@ -42,6 +45,25 @@ class FactKind(StrEnum):
     """A survey answer: `role` is the scale ("5" CSAT, "10" NPS), `value` the score."""
     TAG = "tag"
     """One tag of one event: `role` is the tag."""
+    FCR = "fcr"
+    """First contact resolution, decided when the reopen window of a resolved cycle ends:
+    `at_ms` is that end (resolution + reopen window, in the future when emitted), `event_id`
+    the resolution's, `role` FCR_ONE_AGENT or FCR_OTHER, `agent` the one agent (if so)."""
+    REOPENED = "reopened"
+    """A new cycle opened before the previous cycle's reopen window ended: it cancels that
+    cycle's first contact resolution. `at_ms` is the same decision time as its FCR fact,
+    `event_id` the reopening event's, `role` the FCR fact's role, `cycle` the resolved cycle."""
+    SLA = "sla"
+    """An SLA measurement, derived from a first response, reply or resolution by the worker's
+    SLA stage (not by the state machine): `role` the metric (first_response, next_reply,
+    resolution), `agent` the policy, `value` 1.0 within target else 0.0; `at_ms`, `event_id`
+    and `cycle` those of the fact measured."""
+
+
+FCR_ONE_AGENT: Final = "one_agent"
+"""The resolved cycle had exactly one agent replying in it."""
+FCR_OTHER: Final = "other"
+"""No agent, or more than one, replied in the resolved cycle."""
 
 
 LAGGED_KINDS = frozenset({FactKind.ANSWERED, FactKind.EXCLUDED})

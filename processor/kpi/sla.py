@@ -42,6 +42,7 @@ from typing import Any, Final, Literal
 
 from processor.kpi.calendar import BusinessCalendar
 from processor.kpi.conversation import CycleState
+from processor.kpi.facts import Fact, FactKind
 from processor.kpi.policy import SLA_METRICS, SlaMetric, SlaPolicy
 
 __all__ = [
@@ -54,6 +55,7 @@ __all__ = [
     "deadlines",
     "due_alerts",
     "measure",
+    "measured_metric",
     "next_due_ms",
     "next_reply_applies",
     "whatsapp_window_closes_ms",
@@ -271,6 +273,20 @@ def measure(metric: SlaMetric, start_ms: int, end_ms: int, policy: SlaPolicy,
     seconds = calendar.business_seconds(start_ms, end_ms)
     return Measurement(metric, policy.name, seconds,
                        _target_ms(seconds) <= _target_ms(target))
+
+
+def measured_metric(fact: Fact, policy: SlaPolicy, first_reply: bool) -> SlaMetric | None:
+    """The SLA metric a first response, reply or resolution fact ends, if `policy` covers it
+    (None for bot facts, and for a reply the policy does not count as a next reply).
+    `first_reply`: the reply is the one that gave the cycle its agent FRT."""
+    if fact.kind is FactKind.FIRST_RESPONSE and fact.role == "agent":
+        return "first_response"
+    if fact.kind is FactKind.REPLY and fact.role == "agent" and next_reply_applies(
+            policy, first_reply):
+        return "next_reply"
+    if fact.kind is FactKind.RESOLUTION:
+        return "resolution"
+    return None
 
 
 def whatsapp_window_closes_ms(state: CycleState) -> int | None:

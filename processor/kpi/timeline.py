@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from processor.events import ConversationEvent, event_from_dict
-from processor.kpi.conversation import CycleState, apply, event_order
+from processor.kpi.conversation import DEFAULT_REOPEN_WINDOW_MS, CycleState, apply, event_order
 from processor.kpi.facts import Fact
 
 __all__ = ["DEDUPE_HORIZON_MS", "Ingested", "Timeline"]
@@ -65,6 +65,12 @@ class Timeline:
     """`checkpoint` with `recent` folded in: the conversation as of its newest event."""
     seen: dict[str, int] = field(default_factory=dict)
     """Event id -> event time, for dedupe."""
+
+    @classmethod
+    def new(cls, grace_ms: int, reopen_window_ms: int = DEFAULT_REOPEN_WINDOW_MS) -> Timeline:
+        """An empty conversation; `reopen_window_ms` decides first contact resolution."""
+        return cls(grace_ms=grace_ms, checkpoint=CycleState(reopen_window_ms=reopen_window_ms),
+                   head=CycleState(reopen_window_ms=reopen_window_ms))
 
     def ingest(self, event: ConversationEvent) -> Ingested:
         if event.event_id in self.seen:

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from processor.kpi.facts import Fact, FactKind, effective_ms
+from processor.kpi.facts import FCR_ONE_AGENT, Fact, FactKind, effective_ms
 from processor.kpi.sketch import LogSketch
 
 __all__ = [
@@ -45,6 +45,7 @@ __all__ = [
     "pane_start",
     "panes_of_window",
     "parse_window",
+    "sla_counter",
 ]
 
 PANES_PER_WINDOW: Final = 12
@@ -121,6 +122,29 @@ TIME_SERIES: Final = {
 """Time KPIs kept as sketches, by fact kind; first response and reply per responder."""
 
 
+SLA_PREFIX: Final = "sla|"
+
+
+def sla_counter(policy: str, metric: str, name: str) -> str:
+    """A pane counter of SLA attainment: `sla|<metric>|<policy>|measured|attained` (the policy
+    name is free text, so it goes between the fixed parts)."""
+    return f"{SLA_PREFIX}{metric}|{policy}|{name}"
+
+
+def _sla_summary(counters: dict[str, int]) -> dict[str, dict[str, dict[str, int]]]:
+    """policy -> metric -> {measured, attained} from the `sla|` counters."""
+    summary: dict[str, dict[str, dict[str, int]]] = {}
+    for name, count in sorted(counters.items()):
+        if not name.startswith(SLA_PREFIX) or not count:
+            continue
+        metric, _, rest = name[len(SLA_PREFIX):].partition("|")
+        policy, _, field_name = rest.rpartition("|")
+        figures = summary.setdefault(policy, {}).setdefault(
+            metric, {"measured": 0, "attained": 0})
+        figures[field_name] = count
+    return summary
+
+
 def _contributions(fact: Fact) -> Iterator[tuple[str, str, int]]:
     """(kind of aggregate, its name, amount per unit of weight) that `fact` feeds. Counter
     names ending in "@" take the fact's delay in panes (see the module docstring); "agent"
@@ -152,6 +176,18 @@ def _contributions(fact: Fact) -> Iterator[tuple[str, str, int]]:
             yield "counter", "cycles.resolved_without_reply", 1
     elif kind is FactKind.CLOCK_SKEW:
         yield "counter", "clock_skew", 1
+    elif kind is FactKind.FCR:
+        yield "counter", "fcr.resolved", 1
+        if fact.role == FCR_ONE_AGENT:
+            yield "counter", "fcr.first_contact", 1
+    elif kind is FactKind.REOPENED:
+        yield "counter", "fcr.reopened", 1
+        if fact.role == FCR_ONE_AGENT:
+            yield "counter", "fcr.first_contact", -1
+    elif kind is FactKind.SLA:
+        yield "counter", sla_counter(fact.agent, fact.role, "measured"), 1
+        if fact.value:
+            yield "counter", sla_counter(fact.agent, fact.role, "attained"), 1
     elif kind in (FactKind.FIRST_RESPONSE, FactKind.REPLY):
         yield "sketch", f"{TIME_SERIES[kind]}.{fact.role}", 1
         if fact.role == "agent" and kind is FactKind.REPLY:
@@ -294,7 +330,7 @@ class WindowAggregate:
 
     def summary(self) -> dict[str, Any]:
         """Counters as they are, count/sum/avg/p50/p90 of each time series, the top tags, the
-        number of distinct customers and the per-agent figures."""
+        number of distinct customers, the per-agent figures and SLA attainment per policy."""
         times = {
             name: {
                 "count": sketch.count,
@@ -306,11 +342,13 @@ class WindowAggregate:
             for name, sketch in sorted(self.sketches.items())
             if sketch.count > 0
         }
-        return {"counts": dict(sorted((k, v) for k, v in self.counters.items() if v)),
+        counts = {k: v for k, v in self.counters.items() if v and not k.startswith(SLA_PREFIX)}
+        return {"counts": dict(sorted(counts.items())),
                 "times": times,
                 "tags": self.top_tags(),
                 "unique_customers": sum(1 for n in self.customers.values() if n > 0),
-                "agents": self.agent_figures()}
+                "agents": self.agent_figures(),
+                "sla": _sla_summary(self.counters)}
 
     def to_dict(self) -> dict[str, Any]:
         return {"counters": self.counters,

@@ -106,7 +106,7 @@ def build_worker(
     sla = SlaStage(policies or PolicySet(), conversations.data, registry,
                    channel_label=metrics.channel_label)
     processor = EventProcessor(conversations.data, metrics, awaiting, settings.grace_ms,
-                               observer=sla)
+                               observer=sla, reopen_window_ms=settings.reopen_window_ms)
     attach_sla_stage(app, settings, sla, processor, conversations)
     windows = attach_window_stage(app, settings, registry, processor)
 

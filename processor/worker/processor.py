@@ -15,10 +15,12 @@ from processor.errors import InvalidEvent
 from processor.events import ConversationEvent, event_from_json
 from processor.export.worker_metrics import WorkerMetrics
 from processor.kpi.awaiting import AwaitingIndex
+from processor.kpi.conversation import DEFAULT_REOPEN_WINDOW_MS
 from processor.kpi.facts import Fact
 from processor.kpi.timeline import Ingested, Timeline
 
 __all__ = [
+    "Applied",
     "AppliedObserver",
     "BatchOutcome", "EventProcessor", "FactDelta", "Record", "Rejected", "StoredConversation",
 ]
@@ -65,10 +67,21 @@ class StoredConversation:
 
 
 class AppliedObserver(Protocol):
-    """Called after a new (non-duplicate) event changed a conversation."""
+    """Called after a new (non-duplicate) event changed a conversation; returns facts it
+    derived for the windows, weighted +1 (added) or -1 (withdrawn)."""
 
     def __call__(self, conversation_id: str, stored: StoredConversation,
-                 event: ConversationEvent, ingested: Ingested) -> None: ...
+                 event: ConversationEvent, ingested: Ingested) -> list[tuple[int, Fact]]: ...
+
+
+class Applied(NamedTuple):
+    """A new event applied to its conversation."""
+
+    conversation_id: str
+    stored: StoredConversation
+    ingested: Ingested
+    derived: list[tuple[int, Fact]]
+    """The observer's weighted facts (SLA attainment)."""
 
 
 class BatchOutcome(NamedTuple):
@@ -90,12 +103,14 @@ class EventProcessor:
         awaiting: AwaitingIndex,
         grace_ms: int,
         observer: AppliedObserver | None = None,
+        reopen_window_ms: int = DEFAULT_REOPEN_WINDOW_MS,
     ) -> None:
         self._table = table
         self.observer = observer
         self._metrics = metrics
         self._awaiting = awaiting
         self._grace_ms = grace_ms
+        self._reopen_window_ms = reopen_window_ms
         self.partition_max_ms: dict[int, int] = {}
         """Newest event time seen per partition since start: the window stage's watermark."""
         self.partition_next_offset: dict[int, int] = {}
@@ -112,14 +127,11 @@ class EventProcessor:
             if isinstance(outcome, Rejected):
                 rejected.append((index, outcome))
             elif outcome is not None:
-                conversation_id, stored, ingested = outcome
-                changed[conversation_id] = stored
-                deltas.extend(_deltas(record, ingested))
+                changed[outcome.conversation_id] = outcome.stored
+                deltas.extend(_deltas(record, outcome.ingested, outcome.derived))
         return BatchOutcome(changed, rejected, deltas)
 
-    def process_record(
-        self, record: Record
-    ) -> tuple[str, StoredConversation, Ingested] | Rejected | None:
+    def process_record(self, record: Record) -> Applied | Rejected | None:
         """Decode and apply one record: what changed and how, why it was rejected, or None for
         a duplicate."""
         if record.value is None:
@@ -132,16 +144,18 @@ class EventProcessor:
             return self._reject("wrong_key", "record key is not the event's conversation_id")
         stored = self._table.get(event.conversation_id)
         if stored is None:
-            stored = StoredConversation(record.partition, Timeline(grace_ms=self._grace_ms))
+            timeline = Timeline.new(self._grace_ms, self._reopen_window_ms)
+            stored = StoredConversation(record.partition, timeline)
             self._table[event.conversation_id] = stored
         seen_max = self.partition_max_ms.get(record.partition, event.occurred_at_ms)
         self.partition_max_ms[record.partition] = max(seen_max, event.occurred_at_ms)
         outcome = self.apply(stored.timeline, event)
         if outcome.duplicate:
             return None
+        derived = []
         if self.observer is not None:
-            self.observer(event.conversation_id, stored, event, outcome)
-        return event.conversation_id, stored, outcome
+            derived = self.observer(event.conversation_id, stored, event, outcome)
+        return Applied(event.conversation_id, stored, outcome, derived)
 
     def apply(self, timeline: Timeline, event: ConversationEvent) -> Ingested:
         outcome = timeline.ingest(event)
@@ -189,7 +203,8 @@ class EventProcessor:
         return Rejected(reason, error)
 
 
-def _deltas(record: Record, ingested: Ingested) -> Iterator[FactDelta]:
+def _deltas(record: Record, ingested: Ingested, derived: list[tuple[int, Fact]]
+            ) -> Iterator[FactDelta]:
     weighted = [(-1, fact) for fact in ingested.retracted] + [(1, fact) for fact in ingested.added]
-    for seq, (weight, fact) in enumerate(weighted):
+    for seq, (weight, fact) in enumerate(weighted + derived):
         yield FactDelta(record.partition, record.offset, seq, weight, fact)

@@ -50,7 +50,7 @@ from processor.kpi.sla import (
     deadlines,
     due_alerts,
     measure,
-    next_reply_applies,
+    measured_metric,
     whatsapp_window_closes_ms,
 )
 from processor.kpi.timeline import Ingested
@@ -182,16 +182,21 @@ class SlaStage:
     # -- the observer ------------------------------------------------------------------------
 
     def __call__(self, conversation_id: str, stored: StoredConversation,
-                 event: ConversationEvent, ingested: Ingested) -> None:
-        """After a new event was applied: policy, attainment, next due instant, gauges."""
+                 event: ConversationEvent, ingested: Ingested) -> list[tuple[int, Fact]]:
+        """After a new event was applied: policy, attainment, next due instant, gauges.
+        Returns the SLA facts for the windows, weighted +1 (measured now) or -1 (a measurement
+        the event's reordering withdrew)."""
         policy = None
+        window_facts: list[tuple[int, Fact]] = []
         if self.policies.policies:
             policy = self._update_match(stored, event)
             if policy is not None:
                 self._ensure_series(event.channel, policy)
                 self._measure(stored.timeline.state, policy, ingested)
+            window_facts = _attainment_facts(stored, policy, self.policies, ingested)
         self._plan(conversation_id, stored, policy)
         self._update_window(conversation_id, stored)
+        return window_facts
 
     def _update_match(self, stored: StoredConversation, event: ConversationEvent
                       ) -> SlaPolicy | None:
@@ -231,20 +236,10 @@ class SlaStage:
 
     def _measure(self, state: CycleState, policy: SlaPolicy, ingested: Ingested) -> None:
         """Attainment of every first response, reply and resolution the event made known."""
-        first_replies = {fact.event_id for fact in ingested.added
-                         if fact.kind is FactKind.FIRST_RESPONSE and fact.role == "agent"}
+        first_replies = _first_replies(ingested)
         calendar = self.policies.calendar_of(policy)
         for fact in _new_facts(ingested):
-            metric: SlaMetric | None = None
-            if fact.kind is FactKind.FIRST_RESPONSE and fact.role == "agent":
-                metric = "first_response"
-            elif fact.kind is FactKind.REPLY and fact.role == "agent":
-                first = fact.event_id in first_replies or (
-                    fact.cycle == state.cycles and fact.at_ms == state.first_agent_reply_ms)
-                if next_reply_applies(policy, first):
-                    metric = "next_reply"
-            elif fact.kind is FactKind.RESOLUTION:
-                metric = "resolution"
+            metric = measured_metric(fact, policy, _is_first_reply(fact, state, first_replies))
             if metric is None:
                 continue
             start_ms = fact.at_ms - round(fact.value * 1000)
@@ -534,6 +529,84 @@ class SlaStage:
 def _tracker(record: Mapping[str, Any] | None) -> SlaTracker:
     data = (record or {}).get("tracker")
     return SlaTracker() if not data else SlaTracker.from_dict(data)
+
+
+def _first_replies(ingested: Ingested) -> set[str]:
+    return {fact.event_id for fact in ingested.added
+            if fact.kind is FactKind.FIRST_RESPONSE and fact.role == "agent"}
+
+
+def _is_first_reply(fact: Fact, state: CycleState, first_replies: set[str]) -> bool:
+    """The reply also gave its cycle the agent FRT (that wait is first_response's)."""
+    return fact.event_id in first_replies or (
+        fact.cycle == state.cycles and fact.at_ms == state.first_agent_reply_ms)
+
+
+def _attainment_facts(stored: StoredConversation, policy: SlaPolicy | None,
+                      policies: PolicySet, ingested: Ingested) -> list[tuple[int, Fact]]:
+    """SLA facts for the windows, exact under reordering.
+
+    An event's SLA facts depend on all of that event's facts: an agent reply's wait is a
+    next_reply only if the same message did not also give its cycle the FRT, and a reordering
+    can change that without changing the reply's own fact. So the conversation's SLA record
+    keeps the measurable facts still open to change (newer than the timeline's checkpoint) and
+    the SLA facts they produced; for every event a delivery touched, the SLA facts are
+    recomputed from its current facts and the difference is returned (-1 withdrawn, +1 new)."""
+    record = stored.sla if stored.sla is not None else {}
+    if policy is None and not record.get("produced"):
+        return []
+    live = [_row_fact(row) for row in record.get("live", [])]
+    produced = [_row_fact(row) for row in record.get("produced", [])]
+    touched: dict[str, None] = {}
+    for fact in ingested.retracted:
+        if _measurable(fact):
+            if fact in live:
+                live.remove(fact)
+            touched[fact.event_id] = None
+    for fact in ingested.added:
+        if _measurable(fact):
+            live.append(fact)
+            touched[fact.event_id] = None
+    weighted: list[tuple[int, Fact]] = []
+    for event_id in touched:
+        before = [f for f in produced if f.event_id == event_id]
+        after = _measure_event([f for f in live if f.event_id == event_id], policy, policies)
+        weighted += [(-1, f) for f in (Counter(before) - Counter(after)).elements()]
+        weighted += [(1, f) for f in (Counter(after) - Counter(before)).elements()]
+        produced = [f for f in produced if f.event_id != event_id] + after
+    settled_ms = stored.timeline.checkpoint_ms
+    record["live"] = [list(f) for f in live if f.at_ms > settled_ms]
+    record["produced"] = [list(f) for f in produced if f.at_ms > settled_ms]
+    stored.sla = record
+    return weighted
+
+
+def _measurable(fact: Fact) -> bool:
+    return fact.kind is FactKind.RESOLUTION or (
+        fact.kind in (FactKind.FIRST_RESPONSE, FactKind.REPLY) and fact.role == "agent")
+
+
+def _measure_event(facts: list[Fact], policy: SlaPolicy | None, policies: PolicySet
+                   ) -> list[Fact]:
+    """The SLA facts of one event's measurable facts under `policy`."""
+    if policy is None:
+        return []
+    calendar = policies.calendar_of(policy)
+    first_reply = any(f.kind is FactKind.FIRST_RESPONSE for f in facts)
+    measured = []
+    for fact in facts:
+        metric = measured_metric(fact, policy, first_reply)
+        if metric is None or policy.target_s(metric) is None:
+            continue
+        outcome = measure(metric, fact.at_ms - round(fact.value * 1000), fact.at_ms, policy,
+                          calendar)
+        measured.append(Fact(FactKind.SLA, fact.channel, fact.at_ms, fact.event_id, metric,
+                             policy.name, 1.0 if outcome.within_target else 0.0, fact.cycle))
+    return measured
+
+
+def _row_fact(row: list[Any]) -> Fact:
+    return Fact(FactKind(row[0]), *row[1:])
 
 
 def _identity(fact: Fact) -> tuple[FactKind, str, str, float]:

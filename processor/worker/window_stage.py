@@ -179,6 +179,7 @@ class WindowStage:
         for key in list(self.table.data):
             if self._partition_of_key(key) in revoked_partitions:
                 del self.table.data[key]
+        self.windows.reindex()
         for channel, window in list(self.windows.latest_open):
             if channel_partition(channel, self.partitions) in revoked_partitions:
                 del self.windows.latest_open[(channel, window)]
@@ -210,6 +211,7 @@ class WindowCollector(Collector):
             labels=["channel", "window", "event"])
         rates = _RateFamilies()
         agents = _AgentFamilies(self._agent_label)
+        sla = _SlaFamilies()
         progress = GaugeMetricFamily(
             "msgkpi_window_source_newest_seconds",
             "Per source partition of msgkpi.events: newest event time processed (unix s), as "
@@ -238,9 +240,11 @@ class WindowCollector(Collector):
                     cycles.add_metric([channel, window, label], count)
             rates.add(channel, window, snapshot)
             agents.add(channel, window, snapshot)
+            sla.add(channel, window, snapshot)
         yield from (frt, reply, resolution, messages, cycles)
         yield from rates.families()
         yield from agents.families()
+        yield from sla.families()
 
 
 class _AgentFamilies:
@@ -276,8 +280,36 @@ class _AgentFamilies:
         yield from (self.frt, self.replies)
 
 
+class _SlaFamilies:
+    """SLA attainment per policy and metric of the open windows (policies come from the
+    policy file, so the label values are bounded by it)."""
+
+    def __init__(self) -> None:
+        labels = ["channel", "window", "policy", "metric"]
+        self.attainment = GaugeMetricFamily(
+            "msgkpi_window_sla_attainment_ratio",
+            "Share of the window's measured first responses, next replies or resolutions "
+            "within the policy's target (business time on its calendar).", labels=labels)
+        self.measured = GaugeMetricFamily(
+            "msgkpi_window_sla_measured",
+            "First responses, next replies or resolutions in the window that the policy "
+            "measured (the attainment's denominator).", labels=labels)
+
+    def add(self, channel: str, window: str, snapshot: dict[str, Any]) -> None:
+        for policy, metrics in sorted(snapshot.get("sla", {}).items()):
+            for metric, figures in sorted(metrics.items()):
+                labels = [channel, window, policy, metric]
+                measured = figures["measured"]
+                self.measured.add_metric(labels, measured)
+                if measured > 0:
+                    self.attainment.add_metric(labels, figures["attained"] / measured)
+
+    def families(self) -> Iterator[Metric]:
+        yield from (self.attainment, self.measured)
+
+
 class _RateFamilies:
-    """Reply rate, CSAT/NPS, tags and unique customers of the open windows."""
+    """Reply rate, CSAT/NPS, tags, unique customers and FCR of the open windows."""
 
     def __init__(self) -> None:
         labels = ["channel", "window"]
@@ -300,6 +332,14 @@ class _RateFamilies:
         self.customers = GaugeMetricFamily(
             "msgkpi_window_unique_customers",
             "Distinct customers who wrote in the rolling window (exact).", labels=labels)
+        self.fcr = GaugeMetricFamily(
+            "msgkpi_window_fcr_ratio",
+            "First contact resolution: of the resolved cycles whose reopen window ended in the "
+            "rolling window, the share with exactly one agent and no reopen.", labels=labels)
+        self.fcr_decided = GaugeMetricFamily(
+            "msgkpi_window_fcr_decided_cycles",
+            "Resolved cycles whose reopen window ended in the rolling window (FCR's "
+            "denominator).", labels=labels)
 
     def add(self, channel: str, window: str, snapshot: dict[str, Any]) -> None:
         counts = snapshot["counts"]
@@ -319,10 +359,14 @@ class _RateFamilies:
         for tag, count in snapshot.get("tags", {}).items():
             self.tags.add_metric([*labels, tag], count)
         self.customers.add_metric(labels, snapshot.get("unique_customers", 0))
+        decided = counts.get("fcr.resolved", 0)
+        self.fcr_decided.add_metric(labels, decided)
+        if decided > 0:
+            self.fcr.add_metric(labels, counts.get("fcr.first_contact", 0) / decided)
 
     def families(self) -> Iterator[Metric]:
         yield from (self.reply_rate, self.csat, self.satisfied, self.nps, self.tags,
-                    self.customers)
+                    self.customers, self.fcr, self.fcr_decided)
 
 
 def attach_window_stage(app: faust.App, settings: Settings, registry: CollectorRegistry,
@@ -345,6 +389,10 @@ def attach_window_stage(app: faust.App, settings: Settings, registry: CollectorR
     @app.timer(1.0)  # type: ignore[untyped-decorator]
     async def report_progress() -> None:
         await stage.report_progress()
+
+    @stage.table.on_recover  # type: ignore[untyped-decorator]
+    async def reindex_after_recovery() -> None:
+        stage.windows.reindex()
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def forget_revoked(sender: Any, revoked: set[Any], **_: Any) -> None:

@@ -106,6 +106,27 @@ class WindowProcessor:
         self.latest_open: dict[tuple[str, str], dict[str, Any]] = {}
         """The newest open-window snapshot per (channel, window), for the gauges."""
         self.late_deltas = 0
+        self._index: dict[tuple[str, str], set[int]] | None = None
+        """(channel, window) -> pane starts in the store, so a tick need not scan the store
+        (FCR facts keep up to three days of future panes); built from the store when None."""
+
+    def reindex(self) -> None:
+        """Forget the pane index: the store changed behind this object's back (changelog
+        recovery, a revoked partition's keys deleted)."""
+        self._index = None
+
+    def _pane_index(self) -> dict[tuple[str, str], set[int]]:
+        if self._index is None:
+            index: dict[tuple[str, str], set[int]] = {}
+            for key in list(self._store):
+                if key.startswith("pane|"):
+                    _, channel, window, start = key.split("|")
+                    index.setdefault((channel, window), set()).add(int(start))
+            self._index = index
+        return self._index
+
+    def _pane_starts(self, channel: str, window: str) -> set[int]:
+        return self._pane_index().setdefault((channel, window), set())
 
     def apply(self, deltas: Iterable[FactDelta]) -> set[str]:
         """Apply deltas to their panes; returns the keys of the panes that changed."""
@@ -130,7 +151,10 @@ class WindowProcessor:
             if start < closed_until - spec.size_ms + spec.pane_ms:
                 return None
         key = pane_key(fact.channel, spec.name, start)
-        record = self._store.get(key) or PaneRecord()
+        record = self._store.get(key)
+        if record is None:
+            record = PaneRecord()
+            self._pane_starts(fact.channel, spec.name).add(start)
         position = (delta.offset, delta.seq)
         if record.applied.get(delta.partition, (-1, -1)) >= position:
             return None
@@ -173,8 +197,8 @@ class WindowProcessor:
         return max(known) if known else None
 
     def channels(self, owned: Callable[[str], bool]) -> set[str]:
-        return {key.split("|")[1] for key in list(self._store)
-                if key.startswith("pane|") and owned(key.split("|")[1])}
+        return {channel for (channel, _), starts in self._pane_index().items()
+                if starts and owned(channel)}
 
     def tick(self, watermark: int, owned: Callable[[str], bool]) -> tuple[
             list[dict[str, Any]], set[str], set[str]]:
@@ -209,11 +233,10 @@ class WindowProcessor:
         written.add(key)
         snapshots = (self._snapshot(channel, spec, end, "closed", None) for end in ends
                      if self._has_panes(channel, spec, end))
-        return [s for s in snapshots if s["counts"] or s["times"] or s["tags"]]
+        return [s for s in snapshots if s["counts"] or s["times"] or s["tags"] or s["sla"]]
 
     def _first_pane(self, channel: str, spec: WindowSpec) -> int | None:
-        prefix = f"pane|{channel}|{spec.name}|"
-        starts = [int(key[len(prefix):]) for key in list(self._store) if key.startswith(prefix)]
+        starts = self._pane_starts(channel, spec.name)
         return min(starts) if starts else None
 
     def _has_panes(self, channel: str, spec: WindowSpec, end: int) -> bool:
@@ -224,13 +247,14 @@ class WindowProcessor:
         closed_until = self._store.get(closed_key(channel, spec.name))
         if closed_until is None:
             return set()
-        prefix = f"pane|{channel}|{spec.name}|"
         oldest_needed = closed_until - spec.size_ms + spec.pane_ms
-        doomed = {key for key in list(self._store)
-                  if key.startswith(prefix) and int(key[len(prefix):]) < oldest_needed}
-        for key in doomed:
-            del self._store[key]
-        return doomed
+        starts = self._pane_starts(channel, spec.name)
+        doomed = {start for start in starts if start < oldest_needed}
+        starts -= doomed
+        keys = {pane_key(channel, spec.name, start) for start in doomed}
+        for key in keys:
+            self._store.pop(key, None)
+        return keys
 
     def _snapshot(self, channel: str, spec: WindowSpec, end: int, state: str,
                   watermark: int | None) -> dict[str, Any]:

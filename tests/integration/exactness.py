@@ -7,6 +7,7 @@ import asyncio
 import random
 import time
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -14,17 +15,30 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from processor.events import ConversationEvent
 from processor.simulate import Scenario, generate_events
+from tests.oracle.windowed import SlaTargets
 
 WINDOWS = {"5m": 300_000, "1h": 3_600_000}
 GRACE_S = 300
+REOPEN_WINDOW_S = 900
+POLICY_FILE = Path(__file__).with_name("exactness-policies.yaml")
+SLA: SlaTargets = {
+    "whatsapp": ("chat-fast", {"first_response": 120, "next_reply": 300, "resolution": 1800}),
+    "telegram": ("chat-fast", {"first_response": 120, "next_reply": 300, "resolution": 1800}),
+    "messenger": ("social-replies", {"next_reply": 180}),
+    "instagram": ("social-replies", {"next_reply": 180}),
+}
+"""The oracle's view of POLICY_FILE."""
 ENV = {
     "MSGKPI_WINDOWS": ",".join(WINDOWS),
     "MSGKPI_GRACE_S": str(GRACE_S),
     "MSGKPI_SNAPSHOT_INTERVAL_S": "1",
     "MSGKPI_BATCH_MAX": "200",
+    "MSGKPI_REOPEN_WINDOW_S": str(REOPEN_WINDOW_S),
+    "MSGKPI_CONFIG": str(POLICY_FILE),
 }
-"""Worker settings of the exactness and replay tests: small windows, a 5-minute grace and
-snapshots every second, so closed windows appear within seconds."""
+"""Worker settings of the exactness and replay tests: small windows, a 5-minute grace,
+snapshots every second (so closed windows appear within seconds), a 15-minute reopen window
+(so FCR is decided inside the log's two hours) and SLA policies (attainment in the windows)."""
 
 
 def event_log(count: int, seed: int, span_s: float = 7200.0) -> list[ConversationEvent]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,8 @@ from processor.topics import KPI_PARTITIONS, ensure_topics
 from tests.integration.exactness import (
     ENV,
     GRACE_S,
+    REOPEN_WINDOW_S,
+    SLA,
     WINDOWS,
     closed_snapshots,
     deliveries,
@@ -28,34 +29,9 @@ from tests.integration.exactness import (
     read_all,
 )
 from tests.integration.services import Deployment, Service, free_port, wait_until
-from tests.oracle.windowed import expected_windows
+from tests.oracle.windowed import assert_snapshots_equal_oracle, expected_windows
 
 pytestmark = pytest.mark.integration
-
-
-
-def assert_snapshots_equal_oracle(closed: dict[tuple[str, str, int], Any],
-                                  expected: dict[tuple[str, str, int], Any]) -> None:
-    missing = sorted(set(expected) - set(closed))
-    extra = sorted(set(closed) - set(expected))
-    assert not missing and not extra, (
-        f"{len(missing)} windows missing, e.g. {missing[:3]}; {len(extra)} unexpected, "
-        f"e.g. {extra[:3]}; newest event {max(k[2] for k in expected)}"
-    )
-    for key, want in expected.items():
-        got = closed[key]
-        assert got["counts"] == want["counts"], key
-        assert got["tags"] == want["tags"], key
-        assert got["unique_customers"] == want["unique_customers"], key
-        assert got["agents"] == want["agents"], key
-        assert sorted(got["times"]) == sorted(want["times"]), key
-        for series, values in want["times"].items():
-            stats = got["times"][series]
-            assert stats["count"] == len(values), (key, series)
-            assert math.isclose(stats["sum"], round(sum(values), 3), abs_tol=1e-3), (key, series)
-            for q, stat in ((0.5, "p50"), (0.9, "p90")):
-                exact = sorted(values)[math.floor(q * (len(values) - 1))]
-                assert abs(stats[stat] - exact) <= 0.01 * exact + 1e-9, (key, series, stat)
 
 
 def load(deployment: Deployment, seed: int, count: int) -> tuple[list[Any], int]:
@@ -89,7 +65,7 @@ def settled(workers: list[Service], total: int, expected: dict[Any, Any],
 def test_one_worker_gives_the_oracle_windows(kafka_bootstrap: str, tmp_path: Path) -> None:
     deployment = Deployment(kafka_bootstrap, extra_env=ENV)
     events, total = load(deployment, seed=10, count=1500)
-    expected = expected_windows(events, WINDOWS, GRACE_S * 1000)
+    expected = expected_windows(events, WINDOWS, GRACE_S * 1000, REOPEN_WINDOW_S * 1000, SLA)
     worker = Service(deployment, "worker", free_port(), tmp_path)
     try:
         closed = settled([worker], total, expected, deployment)
@@ -103,7 +79,7 @@ def test_sigkill_twice_mid_stream_gives_the_oracle_windows(
 ) -> None:
     deployment = Deployment(kafka_bootstrap, extra_env=ENV)
     events, total = load(deployment, seed=11, count=4000)
-    expected = expected_windows(events, WINDOWS, GRACE_S * 1000)
+    expected = expected_windows(events, WINDOWS, GRACE_S * 1000, REOPEN_WINDOW_S * 1000, SLA)
     port = free_port()
     processed_before_crash = 0.0
     for attempt in (1, 2):
@@ -132,7 +108,7 @@ def test_two_workers_with_a_rebalance_give_the_oracle_windows_and_disjoint_gauge
 ) -> None:
     deployment = Deployment(kafka_bootstrap, extra_env=ENV)
     events, total = load(deployment, seed=12, count=3000)
-    expected = expected_windows(events, WINDOWS, GRACE_S * 1000)
+    expected = expected_windows(events, WINDOWS, GRACE_S * 1000, REOPEN_WINDOW_S * 1000, SLA)
     first = Service(deployment, "worker", free_port(), tmp_path, name="worker-a")
     second: Service | None = None
     try:

@@ -19,7 +19,15 @@ import pytest
 from processor.config import Topics
 from processor.events import event_from_dict
 from processor.topics import KPI_PARTITIONS, ensure_topics
-from tests.integration.exactness import ENV, GRACE_S, WINDOWS, closed_snapshots, read_all
+from tests.integration.exactness import (
+    ENV,
+    GRACE_S,
+    REOPEN_WINDOW_S,
+    SLA,
+    WINDOWS,
+    closed_snapshots,
+    read_all,
+)
 from tests.integration.services import (
     MSGKPI,
     Deployment,
@@ -113,7 +121,7 @@ def test_replaying_the_recorded_log_gives_the_live_snapshots(
     log = tmp_path / "log.jsonl"
     lines, duplicates = record_log(log, seed=21)
     events = [event_from_dict(orjson.loads(line)) for line in lines]
-    expected = set(expected_windows(events, WINDOWS, GRACE_S * 1000))
+    expected = set(expected_windows(events, WINDOWS, GRACE_S * 1000, REOPEN_WINDOW_S * 1000, SLA))
     assert len(expected) > 50
 
     # (1) live: the log posted, in order, through a real gateway to deployment A

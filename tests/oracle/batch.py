@@ -40,6 +40,10 @@ Rules followed (docs/kpis.md, "KPI definitions, as implemented"):
 - CSAT (scale 5): responses, satisfied (score >= 4), sum of round(score * 100). NPS (scale 10):
   responses, promoters (>= 9), detractors (<= 6). With or without a cycle.
 - Tags: every public event, once per distinct tag it carries.
+- First contact resolution: every resolved cycle (any kind) is decided at resolution time +
+  the reopen window (default 72 h). It is reopened when the conversation's next cycle opens
+  strictly before that time. It is a first contact resolution when exactly one distinct agent
+  sent a public agent message while it was open, and it was not reopened.
 """
 
 from __future__ import annotations
@@ -50,6 +54,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from processor.events import Author, ConversationEvent, EventType, Resolution
+
+DEFAULT_REOPEN_WINDOW_MS = 72 * 3600 * 1000
 
 __all__ = [
     "UNKNOWN",
@@ -98,6 +104,10 @@ class ChannelReport:
     nps_detractors: int = 0
     tags: Mapping[str, int] = field(default_factory=dict)
     customers: frozenset[str] = frozenset()
+    fcr_resolved: int = 0
+    """Resolved cycles, each decided when its reopen window ends."""
+    fcr_first_contact: int = 0
+    fcr_reopened: int = 0
 
 
 @dataclass(frozen=True)
@@ -141,6 +151,7 @@ class _ChannelAcc:
     survey: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     tags: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     customers: set[str] = field(default_factory=set)
+    fcr: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
 
 @dataclass
@@ -201,6 +212,18 @@ class ReportBuilder:
     def cycle_opened(self, channel: str) -> None:
         self._channels[channel].cycles_opened += 1
 
+    def fcr_decided(self, channel: str, decided_ms: int, one_agent: bool) -> None:
+        """A resolved cycle whose reopen window ends at `decided_ms`."""
+        acc = self._channels[channel].fcr
+        acc["fcr_resolved"] += 1
+        acc["fcr_first_contact"] += one_agent
+
+    def fcr_reopened(self, channel: str, decided_ms: int, one_agent: bool) -> None:
+        """That cycle was followed by a new one before `decided_ms`."""
+        acc = self._channels[channel].fcr
+        acc["fcr_reopened"] += 1
+        acc["fcr_first_contact"] -= one_agent
+
     def cycle_resolved(self, channel: str, kind: str, resolver: str, without_reply: bool) -> None:
         acc = self._channels[channel]
         acc.cycles_resolved += 1
@@ -251,6 +274,7 @@ class ReportBuilder:
                 tags={k: n for k, n in acc.tags.items() if n},
                 customers=frozenset(acc.customers),
                 **acc.survey,
+                **acc.fcr,
             )
             for name, acc in self._channels.items()
         }
@@ -324,7 +348,8 @@ def _seconds(end_ms: int, start_ms: int) -> tuple[float, bool]:
     return delta / 1000, False
 
 
-def _walk(events: list[ConversationEvent], out: ReportBuilder) -> _Conversation:
+def _walk(events: list[ConversationEvent], out: ReportBuilder,
+          reopen_window_ms: int = DEFAULT_REOPEN_WINDOW_MS) -> _Conversation:
     conv = _Conversation(channel=events[0].channel)
     ch = conv.channel
     # reply rate, worked out after the walk: (position, time, cycle) of customer messages,
@@ -333,9 +358,17 @@ def _walk(events: list[ConversationEvent], out: ReportBuilder) -> _Conversation:
     replies: list[tuple[int, int]] = []
     dismissed: dict[int, tuple[int, int]] = {}
     cycle_no = 0
+    # first contact resolution: distinct agents of the open cycle; (decided at, one agent) of
+    # the last resolved cycle until the next one opens
+    cycle_agents: set[str] = set()
+    undecided: tuple[int, bool] | None = None
 
     def open_cycle(at_ms: int) -> None:
-        nonlocal cycle_no
+        nonlocal cycle_no, undecided
+        if undecided is not None and at_ms < undecided[0]:
+            out.fcr_reopened(ch, *undecided)
+        undecided = None
+        cycle_agents.clear()
         cycle_no += 1
         conv.open = True
         conv.cycle_start_ms = at_ms
@@ -403,6 +436,7 @@ def _walk(events: list[ConversationEvent], out: ReportBuilder) -> _Conversation:
                     conv.bot_handling = True
 
             elif author is Author.AGENT and conv.open:
+                cycle_agents.add(who)
                 if conv.first_agent_reply_ms is None:
                     value, skew = _seconds(t, conv.human_clock_ms)
                     skewed = skewed or skew
@@ -431,6 +465,8 @@ def _walk(events: list[ConversationEvent], out: ReportBuilder) -> _Conversation:
                     value, skew = _seconds(t, conv.first_agent_reply_ms)
                     skewed = skewed or skew
                     out.handle(ch, value)
+            undecided = (t + reopen_window_ms, len(cycle_agents) == 1)
+            out.fcr_decided(ch, *undecided)
             conv.open = False
             conv.waiting_human_ms = None
             conv.waiting_bot_ms = None
@@ -464,14 +500,15 @@ def dedupe(events: Iterable[ConversationEvent]) -> list[ConversationEvent]:
     return kept
 
 
-def report(events: Iterable[ConversationEvent]) -> Report:
+def report(events: Iterable[ConversationEvent],
+           reopen_window_ms: int = DEFAULT_REOPEN_WINDOW_MS) -> Report:
     """The KPIs of a whole event log (any order, duplicates allowed)."""
     by_conversation: dict[str, list[ConversationEvent]] = defaultdict(list)
     for e in dedupe(events):
         by_conversation[e.conversation_id].append(e)
     out = ReportBuilder()
     for conversation_id, conv_events in by_conversation.items():
-        conv = _walk(sorted(conv_events, key=total_order_key), out)
+        conv = _walk(sorted(conv_events, key=total_order_key), out, reopen_window_ms)
         if conv.open and conv.waiting_human_ms is not None:
             out.awaiting(conversation_id, conv.waiting_human_ms)
     return out.build()
@@ -513,7 +550,8 @@ def report_diff(expected: Report, actual: Report) -> list[str]:
             "messages", "cycles_opened", "cycles_resolved", "resolved_without_reply",
             "clock_skew_events", "reply_received", "reply_answered", "csat_responses",
             "csat_satisfied", "csat_score_sum_x100", "nps_responses", "nps_promoters",
-            "nps_detractors", "tags", "customers",
+            "nps_detractors", "tags", "customers", "fcr_resolved", "fcr_first_contact",
+            "fcr_reopened",
         ):
             ev, av = getattr(e, name), getattr(a, name)
             if ev != av:

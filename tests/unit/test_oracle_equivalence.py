@@ -27,15 +27,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from processor.events import ConversationEvent, event_from_dict
-from processor.kpi.facts import Fact, FactKind, effective_ms
+from processor.kpi.facts import FCR_ONE_AGENT, Fact, FactKind, effective_ms
 from processor.kpi.timeline import Ingested, Timeline
 from tests.oracle import Report, ReportBuilder, report, report_diff, total_order_key
+from tests.oracle.batch import DEFAULT_REOPEN_WINDOW_MS
 
 BASE_MS = 1_700_000_000_000
 CHANNELS = ("whatsapp", "telegram", "chatwoot")
 AGENTS = ("a1", "a2", None)
 BOTS = ("bot1", None)
 GRACES_MS = (0, 1_000, 60_000, 600_000)
+REOPEN_WINDOWS_MS = (1_000, 90_000, 600_000, 72 * 3600 * 1000)
+"""Short ones too, so generated logs reopen cycles both within and after the window."""
 
 EXAMPLES = int(os.environ.get("MSGKPI_ORACLE_EXAMPLES", "200"))
 """Examples for the main properties; raise it for a longer hunt."""
@@ -268,19 +271,25 @@ def facts_to_builder(facts: Counter[Fact]) -> ReportBuilder:
                 out.survey(fact.channel, int(fact.role), fact.value)
             elif fact.kind is FactKind.TAG:
                 out.tag(fact.channel, fact.role)
+            elif fact.kind is FactKind.FCR:
+                out.fcr_decided(fact.channel, fact.at_ms, fact.role == FCR_ONE_AGENT)
+            elif fact.kind is FactKind.REOPENED:
+                out.fcr_reopened(fact.channel, fact.at_ms, fact.role == FCR_ONE_AGENT)
             else:  # pragma: no cover
                 raise AssertionError(f"unknown fact kind {fact.kind}")
     return out
 
 
-def stream(delivery: Iterable[ConversationEvent], grace_ms: int) -> Streamed:
+def stream(delivery: Iterable[ConversationEvent], grace_ms: int,
+           reopen_window_ms: int = DEFAULT_REOPEN_WINDOW_MS) -> Streamed:
     timelines: dict[str, Timeline] = {}
     net: Counter[Fact] = Counter()
     results = []
     for event in delivery:
         timeline = timelines.get(event.conversation_id)
         if timeline is None:
-            timeline = timelines[event.conversation_id] = Timeline(grace_ms=grace_ms)
+            timeline = timelines[event.conversation_id] = Timeline.new(grace_ms,
+                                                                       reopen_window_ms)
         result = timeline.ingest(event)
         results.append((event, result))
         net.update(result.added)
@@ -326,11 +335,14 @@ def assert_same(
 
 
 @SETTINGS
-@given(log=event_logs(), grace_ms=st.sampled_from(GRACES_MS))
-def test_in_order_delivery_matches_oracle(log: list[ConversationEvent], grace_ms: int) -> None:
+@given(log=event_logs(), grace_ms=st.sampled_from(GRACES_MS),
+       reopen_ms=st.sampled_from(REOPEN_WINDOWS_MS))
+def test_in_order_delivery_matches_oracle(log: list[ConversationEvent], grace_ms: int,
+                                          reopen_ms: int) -> None:
     delivery = in_order(log)
-    streamed = stream(delivery, grace_ms)
-    assert_same(without_awaiting(report(log)), without_awaiting(streamed.report), delivery)
+    streamed = stream(delivery, grace_ms, reopen_ms)
+    assert_same(without_awaiting(report(log, reopen_ms)), without_awaiting(streamed.report),
+                delivery)
     for event, result in streamed.results:
         assert not result.late, event
         assert not result.reordered, event
@@ -342,14 +354,16 @@ def test_in_order_delivery_matches_oracle(log: list[ConversationEvent], grace_ms
 
 
 @SETTINGS
-@given(data=st.data(), log=event_logs(), grace_ms=st.sampled_from(GRACES_MS))
+@given(data=st.data(), log=event_logs(), grace_ms=st.sampled_from(GRACES_MS),
+       reopen_ms=st.sampled_from(REOPEN_WINDOWS_MS))
 def test_shuffled_within_grace_with_duplicates_matches_oracle(
-    data: st.DataObject, log: list[ConversationEvent], grace_ms: int
+    data: st.DataObject, log: list[ConversationEvent], grace_ms: int, reopen_ms: int
 ) -> None:
     delivery = data.draw(bounded_shuffles(log, grace_ms), label="delivery")
-    streamed = stream(delivery, grace_ms)
+    streamed = stream(delivery, grace_ms, reopen_ms)
     assert_same(
-        without_awaiting(report(delivery)), without_awaiting(streamed.report), delivery
+        without_awaiting(report(delivery, reopen_ms)), without_awaiting(streamed.report),
+        delivery
     )
     seen: set[str] = set()
     for event, result in streamed.results:

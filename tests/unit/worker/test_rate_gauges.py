@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 from processor.export.labels import LabelBudget
 from processor.export.worker_metrics import WorkerMetrics
 from processor.kpi.facts import Fact, FactKind
-from processor.worker.window_stage import _AgentFamilies, _RateFamilies
+from processor.worker.window_stage import _AgentFamilies, _RateFamilies, _SlaFamilies
 
 
 def gauges(snapshot: dict[str, Any]) -> dict[tuple[str, tuple[str, ...]], float]:
@@ -35,6 +35,12 @@ def gauges(snapshot: dict[str, Any]) -> dict[tuple[str, tuple[str, ...]], float]
                      id="csat_satisfied"),
         pytest.param({"nps.responses": 4, "nps.promoters": 2, "nps.detractors": 1},
                      "msgkpi_window_nps", ("whatsapp", "1h"), 25.0, id="nps"),
+        pytest.param({"fcr.resolved": 4, "fcr.first_contact": 3, "fcr.reopened": 1},
+                     "msgkpi_window_fcr_ratio", ("whatsapp", "1h"), 0.75, id="fcr"),
+        pytest.param({"fcr.resolved": 4, "fcr.reopened": 4},
+                     "msgkpi_window_fcr_ratio", ("whatsapp", "1h"), 0.0, id="fcr_none"),
+        pytest.param({"fcr.resolved": 4}, "msgkpi_window_fcr_decided_cycles",
+                     ("whatsapp", "1h"), 4, id="fcr_decided"),
     ],
 )
 def test_rate_gauges(counts: dict[str, int], name: str, labels: tuple[str, ...], value: float
@@ -46,7 +52,8 @@ def test_rate_gauges(counts: dict[str, int], name: str, labels: tuple[str, ...],
 def test_no_rate_without_a_denominator_and_tags_and_customers() -> None:
     got = gauges({"counts": {}, "tags": {"billing": 3}, "unique_customers": 7})
     assert not any(name in ("msgkpi_window_reply_rate", "msgkpi_window_nps",
-                            "msgkpi_window_csat_score") for name, _ in got)
+                            "msgkpi_window_csat_score", "msgkpi_window_fcr_ratio")
+                   for name, _ in got)
     assert got[("msgkpi_window_tag_messages", ("whatsapp", "1h", "billing"))] == 3
     assert got[("msgkpi_window_unique_customers", ("whatsapp", "1h"))] == 7
 
@@ -97,3 +104,19 @@ def test_every_fact_kind_has_a_recorder() -> None:
     assert value("msgkpi_csat_score_total", {"channel": "wa", "scale": "10"}) == 7
     assert value("msgkpi_tag_messages_total", {"channel": "wa", "tag": "billing"}) == 1
     assert value("msgkpi_tag_messages_total", {"channel": "wa", "tag": "other"}) == 1
+
+
+def test_sla_gauges_give_attainment_and_measured_per_policy_and_metric() -> None:
+    families = _SlaFamilies()
+    families.add("whatsapp", "1h", {"sla": {
+        "gold": {"first_response": {"measured": 4, "attained": 3},
+                 "next_reply": {"measured": 2, "attained": 0}}}})
+    got = {(f.name, tuple(s.labels.values())): s.value
+           for f in families.families() for s in f.samples}
+    assert got == {
+        ("msgkpi_window_sla_attainment_ratio", ("whatsapp", "1h", "gold", "first_response")):
+            0.75,
+        ("msgkpi_window_sla_attainment_ratio", ("whatsapp", "1h", "gold", "next_reply")): 0.0,
+        ("msgkpi_window_sla_measured", ("whatsapp", "1h", "gold", "first_response")): 4,
+        ("msgkpi_window_sla_measured", ("whatsapp", "1h", "gold", "next_reply")): 2,
+    }

@@ -472,3 +472,27 @@ def test_business_seconds_histogram_counts_only_open_hours() -> None:
     labels = {"channel": "line", "policy": "std", "metric": "first_response"}
     assert registry.get_sample_value("msgkpi_business_seconds_sum", labels) == 900.0
     assert registry.get_sample_value("msgkpi_sla_attained_total", labels) == 1.0
+
+
+def _sla_deltas(worker: Worker, *records: Record) -> list[tuple[int, str, str, float]]:
+    outcome = worker.processor.process_batch(records)
+    for key, stored in outcome.changed.items():
+        worker.changelog[key] = worker._codec.dumps(stored)
+    return [(d.weight, d.fact.role, d.fact.agent, d.fact.value) for d in outcome.deltas
+            if d.fact.kind == "sla"]
+
+
+def test_attainment_facts_for_the_windows_follow_reordering_across_a_restart() -> None:
+    """A late customer message makes an earlier agent message the FRT, so the later reply
+    becomes a next reply though its own fact (10 s, cycle 1) did not change: the SLA facts
+    sent to the windows withdraw its FRT measurement and add the new ones, also after a
+    restart through the codec."""
+    changelog: dict[str, bytes] = {}
+    before = Worker(changelog)
+    assert _sla_deltas(before, agent("r1", 20)) == []  # no cycle open: volume only
+    assert _sla_deltas(before, customer("m2", 30), agent("r2", 40)) == [
+        (1, "first_response", "wa", 1.0)]
+    after = Worker(changelog)  # the restored SLA record still knows what was measured
+    assert sorted(_sla_deltas(after, customer("m1", 10))) == sorted([
+        (-1, "first_response", "wa", 1.0), (1, "first_response", "wa", 1.0),
+        (1, "next_reply", "wa", 1.0)])

@@ -10,7 +10,7 @@ import fastjsonschema
 import orjson
 import pytest
 
-from processor.kpi.facts import Fact, FactKind
+from processor.kpi.facts import FCR_ONE_AGENT, FCR_OTHER, Fact, FactKind
 from processor.kpi.windows import WindowSpec
 from processor.worker.processor import FactDelta
 from processor.worker.windows import WindowProcessor, decode_deltas, encode_deltas
@@ -182,3 +182,70 @@ def test_answer_for_an_old_message_is_late_only_if_a_closed_window_needed_it(
     answered_early = Fact(FactKind.ANSWERED, "whatsapp", 10_000, "b", "agent", "", 5.0, 1)
     windows.apply([delta(3, answered_early)])
     assert windows.late_deltas == 1
+
+
+def fcr(decided_s: float, one_agent: bool = True, event_id: str = "r") -> Fact:
+    role = FCR_ONE_AGENT if one_agent else FCR_OTHER
+    return Fact(FactKind.FCR, "whatsapp", int(decided_s * 1000), event_id, role,
+                "ana" if one_agent else "", 1.0, 1)
+
+
+def reopened(decided_s: float, one_agent: bool = True) -> Fact:
+    role = FCR_ONE_AGENT if one_agent else FCR_OTHER
+    return Fact(FactKind.REOPENED, "whatsapp", int(decided_s * 1000), "c2", role, "", 1.0, 1)
+
+
+def test_fcr_counts_only_once_its_decision_time_is_in_the_window(
+        store: dict[str, Any]) -> None:
+    """Decided at resolution + reopen window: the pane waits in the future until then."""
+    windows = WindowProcessor(store, (FIVE,), GRACE)
+    windows.apply([delta(1, msg(10)), delta(2, fcr(1_000)), delta(3, fcr(1_100, False)),
+                   delta(4, reopened(1_000))])
+    early, _, deleted = windows.tick(400_000, everything)
+    assert all("fcr.resolved" not in s["counts"] for s in early)
+    assert deleted == {"pane|whatsapp|5m|0"}
+    assert {"pane|whatsapp|5m|1000000", "pane|whatsapp|5m|1100000"} <= set(store)
+    later, _, _ = windows.tick(1_400_000, everything)
+    assert closed(later)[1_025_000]["counts"] == {"fcr.resolved": 1, "fcr.reopened": 1}
+    both = closed(later)[1_125_000]
+    assert both["counts"] == {"fcr.resolved": 2, "fcr.reopened": 1}
+    validate(both)
+    assert closed(later)[1_325_000]["counts"] == {"fcr.resolved": 1}
+
+
+def test_pane_index_follows_a_store_changed_behind_its_back(store: dict[str, Any]) -> None:
+    windows = WindowProcessor(store, (FIVE,), GRACE)
+    windows.apply([delta(1, msg(10, channel="line"))])
+    assert windows.channels(everything) == {"line"}
+    restored = dict(store)  # what a changelog recovery writes into the store directly
+    store.clear()
+    windows.reindex()
+    assert windows.channels(everything) == set()
+    store.update(restored)
+    windows.reindex()
+    assert windows.channels(everything) == {"line"}
+    snapshots, _, _ = windows.tick(400_000, everything)
+    assert closed(snapshots)[25_000]["counts"]["messages.customer"] == 1
+
+
+def sla(at_s: float, metric: str, attained: bool, policy: str = "gold | 24/7") -> Fact:
+    return Fact(FactKind.SLA, "whatsapp", int(at_s * 1000), f"s{at_s}", metric, policy,
+                1.0 if attained else 0.0, 1)
+
+
+def test_sla_attainment_per_policy_and_metric_in_snapshots(store: dict[str, Any]) -> None:
+    """Policy names are free text (here with '|' and spaces); counts stay free of them."""
+    windows = WindowProcessor(store, (FIVE,), GRACE)
+    windows.apply([delta(1, sla(10, "first_response", True)),
+                   delta(2, sla(11, "first_response", False)),
+                   delta(3, sla(12, "next_reply", True), seq=0),
+                   delta(3, sla(12, "next_reply", True), weight=-1, seq=1),
+                   delta(4, sla(13, "resolution", True, policy="other"))])
+    snapshots, _, _ = windows.tick(400_000, everything)
+    window = closed(snapshots)[25_000]
+    validate(window)
+    assert window["sla"] == {
+        "gold | 24/7": {"first_response": {"measured": 2, "attained": 1}},
+        "other": {"resolution": {"measured": 1, "attained": 1}},
+    }
+    assert not any(name.startswith("sla") for name in window["counts"])

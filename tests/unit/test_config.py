@@ -1,0 +1,26 @@
+"""Settings from the environment: the KPI-shaping settings and their defaults."""
+
+from __future__ import annotations
+
+import pytest
+
+from processor.config import Settings
+from processor.errors import ConfigError
+
+
+def test_defaults_follow_the_spec() -> None:
+    settings = Settings.from_env({})
+    assert settings.grace_ms == 10 * 60 * 1000
+    assert settings.reopen_window_ms == 72 * 3600 * 1000
+    assert settings.windows == ("5m", "1h", "24h")
+
+
+def test_reopen_window_and_grace_are_read_in_seconds() -> None:
+    settings = Settings.from_env({"MSGKPI_REOPEN_WINDOW_S": "900", "MSGKPI_GRACE_S": "1.5"})
+    assert settings.reopen_window_ms == 900_000
+    assert settings.grace_ms == 1_500
+
+
+def test_a_bad_number_names_the_variable() -> None:
+    with pytest.raises(ConfigError, match="MSGKPI_REOPEN_WINDOW_S"):
+        Settings.from_env({"MSGKPI_REOPEN_WINDOW_S": "three days"})
