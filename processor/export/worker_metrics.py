@@ -176,6 +176,11 @@ class WorkerMetrics:
             "msgkpi_worker_clock_skew_events",
             "Replies stamped before what they answer; durations clamped to 0.", ["channel"],
             registry=registry)
+        self.expired = Counter(
+            "msgkpi_worker_conversations_expired",
+            "Conversations dropped from the worker's table after being idle with no open cycle "
+            "for the dedupe horizon (8 days) or the reopen window plus grace, if longer.",
+            registry=registry)
         self.dlq = Counter(
             "msgkpi_worker_dlq", "Events sent to msgkpi.dlq, by reason.", ["reason"],
             registry=registry)

@@ -128,6 +128,11 @@ class Timeline:
     def state(self) -> CycleState:
         return self.head
 
+    @property
+    def newest_ms(self) -> int:
+        """Event time of the newest event folded in (-1 before any)."""
+        return self.recent[-1].occurred_at_ms if self.recent else self.checkpoint_ms
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "grace_ms": self.grace_ms,

@@ -35,6 +35,8 @@ __all__ = ["WorkerApp", "build_worker", "run_worker"]
 
 log = logging.getLogger("msgkpi.worker")
 
+EXPIRY_SCAN_PER_BATCH = 500
+"""Conversations checked for idle expiry after each batch (a full round spans many batches)."""
 PROMETHEUS_TEXT = "text/plain; version=0.0.4"
 """aiohttp refuses a charset in content_type; UTF-8 is the text format's default."""
 
@@ -125,6 +127,11 @@ def build_worker(
                 conversations.send_changelog(stored.partition, conversation_id, stored)
             for index, rejected in outcome.rejected:
                 await dlq.send(key=batch[index].key, value=_dlq_record(batch[index], rejected))
+            # Here, between batches, so no batch is half-way between its facts and its
+            # changelog writes for a conversation dropped now.
+            for conversation_id, partition in processor.expire_idle(EXPIRY_SCAN_PER_BATCH):
+                conversations.send_changelog(partition, conversation_id, None,
+                                             value_serializer="raw")
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def forget_revoked(sender: Any, revoked: set[Any], **_: Any) -> None:

@@ -17,7 +17,7 @@ from processor.export.worker_metrics import WorkerMetrics
 from processor.kpi.awaiting import AwaitingIndex
 from processor.kpi.conversation import DEFAULT_REOPEN_WINDOW_MS
 from processor.kpi.facts import Fact
-from processor.kpi.timeline import Ingested, Timeline
+from processor.kpi.timeline import DEDUPE_HORIZON_MS, Ingested, Timeline
 
 __all__ = [
     "Applied",
@@ -115,6 +115,10 @@ class EventProcessor:
         """Newest event time seen per partition since start: the window stage's watermark."""
         self.partition_next_offset: dict[int, int] = {}
         """Per partition, the offset after the last record processed (facts handed over)."""
+        self.idle_horizon_ms = max(DEDUPE_HORIZON_MS, reopen_window_ms + grace_ms)
+        """A conversation with no open cycle and no event for this long (event time, against
+        its partition's newest event) is dropped: nothing it holds can still change a KPI."""
+        self._sweep: list[str] = []
 
     def process_batch(self, records: Iterable[Record]) -> BatchOutcome:
         """Apply every record in order; never raises for bad input."""
@@ -171,6 +175,30 @@ class EventProcessor:
             metrics.reordered.inc()
         self._awaiting.update(event.conversation_id, event.channel, timeline.state.waiting_since_ms)
         return outcome
+
+    def expire_idle(self, limit: int) -> list[tuple[str, int]]:
+        """Look at up to `limit` conversations (a round over the table takes several calls) and
+        drop those idle past `idle_horizon_ms`; returns (id, partition) of each, for the
+        changelog tombstones."""
+        if not self._sweep:
+            self._sweep = list(self._table)
+        expired: list[tuple[str, int]] = []
+        for _ in range(min(limit, len(self._sweep))):
+            conversation_id = self._sweep.pop()
+            stored = self._table.get(conversation_id)
+            if stored is None or not self._idle(stored):
+                continue
+            del self._table[conversation_id]
+            self._awaiting.update(conversation_id, "", None)
+            expired.append((conversation_id, stored.partition))
+        self._metrics.expired.inc(len(expired))
+        return expired
+
+    def _idle(self, stored: StoredConversation) -> bool:
+        newest_on_partition = self.partition_max_ms.get(stored.partition)
+        timeline = stored.timeline
+        return (newest_on_partition is not None and not timeline.state.open
+                and newest_on_partition - timeline.newest_ms > self.idle_horizon_ms)
 
     def forget_partitions(self, partitions: set[int]) -> int:
         """Drop revoked partitions' conversations from memory (not from the changelog)."""

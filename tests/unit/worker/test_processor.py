@@ -136,3 +136,50 @@ def test_rebuild_awaiting_indexes_the_table(h: Harness) -> None:
     h.processor.rebuild_awaiting()
     assert h.awaiting.by_channel(T0 + 30_000)["whatsapp"].waiting == 1
     assert h.awaiting.by_channel(T0 + 30_000)["whatsapp"].oldest_wait_seconds == 30.0
+
+
+DAY_S = 86_400
+
+
+def resolved(event_id: str, offset_s: float, conversation: str, partition: int = 0) -> Record:
+    return Record(partition, conversation.encode(), orjson.dumps({
+        "event_id": event_id, "type": "resolved", "channel": "whatsapp",
+        "conversation_id": conversation, "occurred_at": T0 + int(offset_s * 1000)}))
+
+
+def test_idle_closed_conversations_expire_by_event_time_open_ones_never(h: Harness) -> None:
+    """Expiry needs no open cycle and no event for 8 days (the dedupe horizon, longer than
+    the reopen window plus grace), measured against the partition's newest event."""
+    assert h.processor.idle_horizon_ms == 8 * DAY_S * 1000
+    h.processor.process_batch([
+        rec("c1", 0, "closed", author="customer"), resolved("r1", 10, "closed"),
+        rec("o1", 0, "open", author="customer"),
+        rec("p1", 0, "other-partition", partition=1, author="customer"),
+        resolved("r2", 10, "other-partition", partition=1),
+    ])
+    h.processor.process_batch([rec("n1", 8 * DAY_S + 10, "new", author="customer")])
+    assert h.processor.expire_idle(100) == []  # exactly 8 days: not yet
+    h.processor.process_batch([rec("n2", 8 * DAY_S + 11, "new", author="customer")])
+    assert h.processor.expire_idle(100) == [("closed", 0)]
+    # "open" still waits for a reply; partition 1 has seen nothing newer
+    assert sorted(h.table) == ["new", "open", "other-partition"]
+    assert h.sample("msgkpi_worker_conversations_expired_total") == 1
+    assert len(h.awaiting) == 2  # "open" and "new" still wait
+
+
+def test_expiry_scans_a_bounded_number_per_call(h: Harness) -> None:
+    h.processor.process_batch([rec(f"m{n}", 0, f"c{n}", author="customer") for n in range(5)]
+                              + [resolved(f"r{n}", 1, f"c{n}") for n in range(5)])
+    h.processor.process_batch([rec("late", 9 * DAY_S, "now", author="customer")])
+    first = h.processor.expire_idle(2)
+    assert len(first) <= 2
+    rest = h.processor.expire_idle(10)
+    assert sorted(c for c, _ in first + rest) == [f"c{n}" for n in range(5)]
+
+
+def test_an_expired_conversation_starts_afresh(h: Harness) -> None:
+    h.processor.process_batch([rec("m1", 0, "c", author="customer"), resolved("r1", 5, "c")])
+    h.processor.process_batch([rec("x", 9 * DAY_S, "busy", author="customer")])
+    assert h.processor.expire_idle(10) == [("c", 0)]
+    h.processor.process_batch([rec("m2", 9 * DAY_S + 1, "c", author="customer")])
+    assert h.table["c"].timeline.state.cycles == 1
