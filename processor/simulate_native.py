@@ -72,7 +72,7 @@ from urllib.parse import urlencode
 import orjson
 
 from processor.channels import samples
-from processor.channels.meta import UNKNOWN_AGENT
+from processor.channels._support import UNKNOWN_AGENT
 from processor.channels.registry import META_CHANNELS
 from processor.config import CHANNELS, Settings
 from processor.events import Author, ConversationEvent, EventType, Resolution, event_from_dict

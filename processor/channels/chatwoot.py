@@ -30,8 +30,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Final
 
-from processor.channels.base import Normalized, SignatureInvalid, WebhookReply, WebhookRequest
-from processor.channels.meta import (
+from processor.channels._support import (
     UNKNOWN_AGENT,
     JsonObject,
     SecretSet,
@@ -51,6 +50,7 @@ from processor.channels.meta import (
     secret_matches,
     signature_guard,
 )
+from processor.channels.base import Normalized, SignatureInvalid, WebhookReply, WebhookRequest
 from processor.errors import InvalidEvent
 from processor.events import Author, ConversationEvent, EventType
 

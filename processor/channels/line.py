@@ -16,8 +16,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from processor.channels.base import Normalized, SignatureInvalid, WebhookReply, WebhookRequest
-from processor.channels.meta import (
+from processor.channels._support import (
     JsonObject,
     SecretSet,
     as_object,
@@ -36,6 +35,7 @@ from processor.channels.meta import (
     secret_matches,
     signature_guard,
 )
+from processor.channels.base import Normalized, SignatureInvalid, WebhookReply, WebhookRequest
 from processor.errors import InvalidEvent
 from processor.events import Author, ConversationEvent, EventType
 

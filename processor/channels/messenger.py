@@ -18,11 +18,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Final
 
-from processor.channels.base import Normalized, WebhookRequest
-from processor.channels.meta import (
+from processor.channels._support import (
     UNKNOWN_AGENT,
     JsonObject,
-    MetaWebhook,
     as_object,
     build_event,
     epoch_ms,
@@ -34,6 +32,8 @@ from processor.channels.meta import (
     opt_str,
     parse_marker,
 )
+from processor.channels.base import Normalized, WebhookRequest
+from processor.channels.meta import MetaWebhook
 from processor.events import Author, ConversationEvent, EventType
 
 __all__ = ["MessagingAdapter", "MessengerAdapter"]

@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final
 from xml.sax.saxutils import escape
 
+from processor.channels._support import hmac_sha256
 from processor.channels.base import WebhookRequest
 from processor.channels.chatwoot import (
     DELIVERY_HEADER,
@@ -35,7 +36,7 @@ from processor.channels.chatwoot import (
     TIMESTAMP_HEADER as CHATWOOT_TIMESTAMP,
 )
 from processor.channels.line import SIGNATURE_HEADER as LINE_SIGNATURE
-from processor.channels.meta import META_SIGNATURE_HEADER, hmac_sha256, meta_signature
+from processor.channels.meta import META_SIGNATURE_HEADER, meta_signature
 from processor.channels.telegram import SECRET_HEADER as TELEGRAM_SECRET
 from processor.channels.wechat import wechat_signature
 from processor.channels.x import SIGNATURE_HEADER as X_SIGNATURE

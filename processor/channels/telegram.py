@@ -22,8 +22,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from processor.channels.base import Normalized, SignatureInvalid, WebhookReply, WebhookRequest
-from processor.channels.meta import (
+from processor.channels._support import (
     JsonObject,
     SecretSet,
     build_event,
@@ -38,6 +37,7 @@ from processor.channels.meta import (
     secret_matches,
     signature_guard,
 )
+from processor.channels.base import Normalized, SignatureInvalid, WebhookReply, WebhookRequest
 from processor.events import Author, ConversationEvent, EventType
 
 __all__ = ["SECRET_HEADER", "TelegramAdapter"]

@@ -27,14 +27,14 @@ from typing import Any, Final
 
 from defusedxml import ElementTree as SafeElementTree  # type: ignore[import-untyped, unused-ignore]
 
-from processor.channels.base import Normalized, SignatureInvalid, WebhookReply, WebhookRequest
-from processor.channels.meta import (
+from processor.channels._support import (
     SecretSet,
     build_event,
     epoch_ms,
     error_reply,
     signature_guard,
 )
+from processor.channels.base import Normalized, SignatureInvalid, WebhookReply, WebhookRequest
 from processor.errors import InvalidEvent
 from processor.events import Author, ConversationEvent, EventType
 

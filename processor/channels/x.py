@@ -25,8 +25,7 @@ from typing import Final
 
 import orjson
 
-from processor.channels.base import Normalized, SignatureInvalid, WebhookReply, WebhookRequest
-from processor.channels.meta import (
+from processor.channels._support import (
     UNKNOWN_AGENT,
     JsonObject,
     SecretSet,
@@ -45,6 +44,7 @@ from processor.channels.meta import (
     secret_matches,
     signature_guard,
 )
+from processor.channels.base import Normalized, SignatureInvalid, WebhookReply, WebhookRequest
 from processor.events import Author, ConversationEvent, EventType
 
 __all__ = ["SIGNATURE_HEADER", "XAdapter", "crc_response_token"]

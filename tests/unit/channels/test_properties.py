@@ -17,12 +17,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from processor.channels import samples
+from processor.channels._support import hmac_sha256
 from processor.channels.base import ChannelAdapter, Normalized, SignatureInvalid
 from processor.channels.chatwoot import ChatwootAdapter, chatwoot_signature
 from processor.channels.instagram import InstagramAdapter
 from processor.channels.line import LineAdapter
 from processor.channels.messenger import MessengerAdapter
-from processor.channels.meta import hmac_sha256, meta_signature
+from processor.channels.meta import meta_signature
 from processor.channels.telegram import TelegramAdapter
 from processor.channels.wechat import WeChatAdapter
 from processor.channels.whatsapp import WhatsAppAdapter
