@@ -80,6 +80,7 @@ async def ensure_topics(
         async with asyncio.timeout(timeout_s):
             await admin.start()
             created = await _create(admin, specs, replication_factor, timeout_s)
+            await _wait_until_described(admin, [s for s in specs if s.name in created])
             await _warn_on_partition_mismatch(admin, specs)
             return created
     except TimeoutError:
@@ -114,6 +115,21 @@ async def _create(
     if created:
         log.info("created Kafka topics: %s", ", ".join(created))
     return created
+
+
+async def _wait_until_described(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) -> None:
+    """Return once Kafka's metadata shows every new topic with all its partitions: a topic is
+    not usable the moment CreateTopics answers (under load its metadata lags), and a producer
+    or consumer started right away would see no partitions. Bounded by the caller's timeout."""
+    pending = {s.name: s.partitions for s in specs}
+    while pending:
+        described = await admin.describe_topics(list(pending))
+        for meta in described:
+            if meta.get("error_code", 0) == 0 and len(meta["partitions"]) == pending.get(
+                    meta["topic"]):
+                pending.pop(meta["topic"], None)
+        if pending:
+            await asyncio.sleep(0.1)
 
 
 async def _warn_on_partition_mismatch(

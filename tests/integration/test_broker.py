@@ -51,6 +51,11 @@ async def topic(admin: AIOKafkaAdminClient) -> AsyncIterator[str]:
         [NewTopic(name, num_partitions=PARTITIONS, replication_factor=1)], timeout_ms=10_000
     )
     _check_topic_errors(response)
+    # CreateTopics answers before every broker's metadata has the topic (a KRaft node too,
+    # when it is busy): wait until it is described like a topic in use would be.
+    async with asyncio.timeout(TIMEOUT_S):
+        while (await admin.describe_topics([name]))[0]["error_code"] != 0:
+            await asyncio.sleep(0.1)
     try:
         yield name
     finally:
