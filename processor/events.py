@@ -128,15 +128,18 @@ def _compile_schema() -> Callable[[Any], Any]:
 _validate: Final = _compile_schema()
 
 
-def parse_occurred_at(value: str | int) -> int:
-    """Epoch milliseconds from an RFC 3339 string with offset, or from epoch milliseconds."""
+def parse_occurred_at(value: str | int | float) -> int:
+    """Epoch milliseconds from an RFC 3339 string with offset, or from epoch milliseconds (an
+    integer, or a float with an integral value, which JSON Schema counts as an integer)."""
     if isinstance(value, bool):
         raise InvalidEvent("occurred_at", "must be an RFC 3339 string or epoch milliseconds")
     if isinstance(value, int):
         return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
     try:
-        moment = datetime.fromisoformat(value)
-    except ValueError as exc:
+        moment = datetime.fromisoformat(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError) as exc:
         raise InvalidEvent("occurred_at", f"not a valid RFC 3339 time: {value!r}") from exc
     if moment.tzinfo is None:
         raise InvalidEvent("occurred_at", "RFC 3339 time needs an offset (Z or +hh:mm)")
