@@ -93,18 +93,30 @@ class ConversationEvent:
 
     def to_dict(self) -> dict[str, Any]:
         """The wire form: schema-valid, `occurred_at` as epoch milliseconds, extras merged in."""
-        out: dict[str, Any] = dict(self.extra)
-        out.update(
-            event_id=self.event_id,
-            type=self.type.value,
-            channel=self.channel,
-            conversation_id=self.conversation_id,
-            occurred_at=self.occurred_at_ms,
-        )
-        for name in _OPTIONAL_WIRE_FIELDS:
-            value = getattr(self, name)
-            if value is not None:
-                out[name] = value.value if isinstance(value, StrEnum) else value
+        out: dict[str, Any] = {
+            **self.extra,
+            "event_id": self.event_id,
+            "type": self.type.value,
+            "channel": self.channel,
+            "conversation_id": self.conversation_id,
+            "occurred_at": self.occurred_at_ms,
+        }
+        if self.account_id is not None:
+            out["account_id"] = self.account_id
+        if self.author is not None:
+            out["author"] = self.author.value
+        if self.agent_id is not None:
+            out["agent_id"] = self.agent_id
+        if self.customer_id is not None:
+            out["customer_id"] = self.customer_id
+        if self.team is not None:
+            out["team"] = self.team
+        if self.priority is not None:
+            out["priority"] = self.priority
+        if self.score is not None:
+            out["score"] = self.score
+        if self.scale is not None:
+            out["scale"] = self.scale
         if self.private:
             out["private"] = True
         if self.tags:
@@ -117,9 +129,6 @@ class ConversationEvent:
         return orjson.dumps(self.to_dict())
 
 
-_OPTIONAL_WIRE_FIELDS: Final = (
-    "account_id", "author", "agent_id", "customer_id", "team", "priority", "score", "scale",
-)
 _MODEL_FIELDS: Final = frozenset(f.name for f in dataclasses.fields(ConversationEvent))
 _WIRE_NAMES: Final = (_MODEL_FIELDS - {"occurred_at_ms", "extra"}) | {"occurred_at"}
 _EVENT_TYPES: Final = {member.value: member for member in EventType}
