@@ -1,13 +1,17 @@
 """The canonical conversation event: the one format every channel is normalized into.
 
 `schemas/conversation-event.v1.schema.json` is the single source of what is valid; this module
-compiles it once and turns a validated dict into a typed, immutable `ConversationEvent`.
+compiles it once and turns a validated dict into a typed, immutable `ConversationEvent`. A
+hand-written check (`plainly_valid`) lets the events the pipeline writes itself skip the
+generic validator; it never accepts what the schema rejects (tests/unit/test_events_fast_path.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -29,6 +33,7 @@ __all__ = [
     "event_from_json",
     "events_from_json",
     "parse_occurred_at",
+    "plainly_valid",
 ]
 
 SCHEMA_PATH: Final = Path(__file__).resolve().parent.parent / "schemas" / (
@@ -88,18 +93,30 @@ class ConversationEvent:
 
     def to_dict(self) -> dict[str, Any]:
         """The wire form: schema-valid, `occurred_at` as epoch milliseconds, extras merged in."""
-        out: dict[str, Any] = dict(self.extra)
-        out.update(
-            event_id=self.event_id,
-            type=self.type.value,
-            channel=self.channel,
-            conversation_id=self.conversation_id,
-            occurred_at=self.occurred_at_ms,
-        )
-        for name in _OPTIONAL_WIRE_FIELDS:
-            value = getattr(self, name)
-            if value is not None:
-                out[name] = value.value if isinstance(value, StrEnum) else value
+        out: dict[str, Any] = {
+            **self.extra,
+            "event_id": self.event_id,
+            "type": self.type.value,
+            "channel": self.channel,
+            "conversation_id": self.conversation_id,
+            "occurred_at": self.occurred_at_ms,
+        }
+        if self.account_id is not None:
+            out["account_id"] = self.account_id
+        if self.author is not None:
+            out["author"] = self.author.value
+        if self.agent_id is not None:
+            out["agent_id"] = self.agent_id
+        if self.customer_id is not None:
+            out["customer_id"] = self.customer_id
+        if self.team is not None:
+            out["team"] = self.team
+        if self.priority is not None:
+            out["priority"] = self.priority
+        if self.score is not None:
+            out["score"] = self.score
+        if self.scale is not None:
+            out["scale"] = self.scale
         if self.private:
             out["private"] = True
         if self.tags:
@@ -112,11 +129,11 @@ class ConversationEvent:
         return orjson.dumps(self.to_dict())
 
 
-_OPTIONAL_WIRE_FIELDS: Final = (
-    "account_id", "author", "agent_id", "customer_id", "team", "priority", "score", "scale",
-)
 _MODEL_FIELDS: Final = frozenset(f.name for f in dataclasses.fields(ConversationEvent))
 _WIRE_NAMES: Final = (_MODEL_FIELDS - {"occurred_at_ms", "extra"}) | {"occurred_at"}
+_EVENT_TYPES: Final = {member.value: member for member in EventType}
+_AUTHORS: Final = {member.value: member for member in Author}
+_RESOLUTIONS: Final = {member.value: member for member in Resolution}
 
 
 def _compile_schema() -> Callable[[Any], Any]:
@@ -128,15 +145,18 @@ def _compile_schema() -> Callable[[Any], Any]:
 _validate: Final = _compile_schema()
 
 
-def parse_occurred_at(value: str | int) -> int:
-    """Epoch milliseconds from an RFC 3339 string with offset, or from epoch milliseconds."""
+def parse_occurred_at(value: str | int | float) -> int:
+    """Epoch milliseconds from an RFC 3339 string with offset, or from epoch milliseconds (an
+    integer, or a float with an integral value, which JSON Schema counts as an integer)."""
     if isinstance(value, bool):
         raise InvalidEvent("occurred_at", "must be an RFC 3339 string or epoch milliseconds")
     if isinstance(value, int):
         return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
     try:
-        moment = datetime.fromisoformat(value)
-    except ValueError as exc:
+        moment = datetime.fromisoformat(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError) as exc:
         raise InvalidEvent("occurred_at", f"not a valid RFC 3339 time: {value!r}") from exc
     if moment.tzinfo is None:
         raise InvalidEvent("occurred_at", "RFC 3339 time needs an offset (Z or +hh:mm)")
@@ -155,14 +175,24 @@ def _schema_error(exc: fastjsonschema.JsonSchemaValueException) -> InvalidEvent:
 
 
 def event_from_dict(data: Any) -> ConversationEvent:
-    """Validate one decoded JSON value against the schema and build the typed event."""
+    """Validate one decoded JSON value against the schema and build the typed event.
+
+    Events that `plainly_valid` vouches for skip the generic validator (the worker's hot
+    path); every other value, valid or not, is judged by the validator compiled from the schema
+    file, which also words the errors."""
     if not isinstance(data, dict):
         raise InvalidEvent("event", "must be a JSON object")
-    try:
-        _validate(data)
-    except fastjsonschema.JsonSchemaValueException as exc:
-        raise _schema_error(exc) from None
-    etype = EventType(data["type"])
+    if not plainly_valid(data):
+        try:
+            _validate(data)
+        except fastjsonschema.JsonSchemaValueException as exc:
+            raise _schema_error(exc) from None
+    return _build(data)
+
+
+def _build(data: dict[str, Any]) -> ConversationEvent:
+    """The typed event of a schema-valid dict."""
+    etype = _EVENT_TYPES[data["type"]]
     return ConversationEvent(
         event_id=data["event_id"],
         type=etype,
@@ -170,18 +200,115 @@ def event_from_dict(data: Any) -> ConversationEvent:
         conversation_id=data["conversation_id"],
         occurred_at_ms=parse_occurred_at(data["occurred_at"]),
         account_id=data.get("account_id"),
-        author=Author(data["author"]) if etype is EventType.MESSAGE else None,
+        author=_AUTHORS[data["author"]] if etype is EventType.MESSAGE else None,
         agent_id=data.get("agent_id"),
         customer_id=data.get("customer_id"),
         private=data.get("private", False),
         team=data.get("team"),
         priority=data.get("priority"),
         tags=tuple(data.get("tags", ())),
-        resolution=Resolution(data.get("resolution", "resolved")),
+        resolution=_RESOLUTIONS[data.get("resolution", "resolved")],
         score=float(data["score"]) if "score" in data else None,
         scale=data.get("scale"),
         extra={k: v for k, v in data.items() if k not in _WIRE_NAMES},
     )
+
+
+# -- the fast path ------------------------------------------------------------------------------
+# A hand-written check for the events the pipeline itself writes: it may say "not sure" (False)
+# about valid events, never "valid" (True) about an event the schema rejects. Unit tests hold it
+# to that against the compiled validator, on boundary cases and random and garbage input; the
+# limits below are checked against the schema file.
+
+_MAX_EPOCH_MS: Final = 253402300799999
+_CHANNEL_NAME: Final = re.compile(r"[a-z0-9][a-z0-9_.-]*")
+_REQUIRED: Final = ("event_id", "type", "channel", "conversation_id", "occurred_at")
+
+
+def _text(low: int, high: int) -> Callable[[Any], bool]:
+    def check(value: Any) -> bool:
+        return type(value) is str and low <= len(value) <= high
+    return check
+
+
+def _one_of(values: Iterable[str]) -> Callable[[Any], bool]:
+    allowed = frozenset(values)
+
+    def check(value: Any) -> bool:
+        return type(value) is str and value in allowed
+    return check
+
+
+def _channel(value: Any) -> bool:
+    return (type(value) is str and len(value) <= 64
+            and _CHANNEL_NAME.fullmatch(value) is not None)
+
+
+def _epoch_ms(value: Any) -> bool:
+    """Integers only: RFC 3339 strings and integral floats take the validator's path."""
+    return type(value) is int and 0 <= value <= _MAX_EPOCH_MS
+
+
+def _tags(value: Any) -> bool:
+    return (type(value) is list and len(value) <= 64
+            and all(type(tag) is str and 1 <= len(tag) <= 128 for tag in value))
+
+
+def _score(value: Any) -> bool:
+    return (type(value) is int or type(value) is float) and math.isfinite(value)
+
+
+def _scale(value: Any) -> bool:
+    return type(value) is int and value in (5, 10)
+
+
+def _flag(value: Any) -> bool:
+    return type(value) is bool
+
+
+_FIELD_CHECKS: Final[dict[str, Callable[[Any], bool]]] = {
+    "event_id": _text(1, 256),
+    "type": _one_of(_EVENT_TYPES),
+    "channel": _channel,
+    "account_id": _text(0, 256),
+    "conversation_id": _text(1, 512),
+    "occurred_at": _epoch_ms,
+    "author": _one_of(_AUTHORS),
+    "agent_id": _text(1, 256),
+    "customer_id": _text(0, 256),
+    "private": _flag,
+    "team": _text(0, 128),
+    "priority": _text(0, 64),
+    "tags": _tags,
+    "resolution": _one_of(_RESOLUTIONS),
+    "score": _score,
+    "scale": _scale,
+}
+
+
+def plainly_valid(data: dict[str, Any]) -> bool:
+    """True only if the schema certainly accepts `data`; False when unsure."""
+    for name in _REQUIRED:
+        if name not in data:
+            return False
+    checks = _FIELD_CHECKS
+    for name, value in data.items():
+        check = checks.get(name)
+        if check is not None and not check(value):
+            return False
+    etype = data["type"]
+    if etype == "message":
+        return "author" in data
+    if etype == "csat":
+        return _csat_score_in_range(data)
+    return True
+
+
+def _csat_score_in_range(data: dict[str, Any]) -> bool:
+    if "score" not in data or "scale" not in data:
+        return False
+    low = 1 if data["scale"] == 5 else 0
+    return bool(low <= data["score"] <= data["scale"])
 
 
 def event_from_json(raw: bytes) -> ConversationEvent:

@@ -7,7 +7,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from copy import deepcopy
+from dataclasses import dataclass, field, fields
 from typing import Any, Final
 
 from processor.events import Author, ConversationEvent, EventType, Resolution
@@ -74,14 +75,32 @@ class CycleState:
     a new cycle before the decision time cancels its first contact resolution."""
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Equal to `dataclasses.asdict(self)` but sharing the lists with the state (it is
+        written to the changelog after every batch); `copy` makes an independent state."""
+        return {name: getattr(self, name) for name in _STATE_FIELDS}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CycleState:
         return cls(**data)
 
     def copy(self) -> CycleState:
-        return CycleState(**asdict(self))
+        return CycleState(**{name: _copied(getattr(self, name)) for name in _STATE_FIELDS})
+
+
+_STATE_FIELDS: Final = tuple(f.name for f in fields(CycleState))
+_IMMUTABLE: Final = frozenset({int, float, str, bool, type(None)})
+
+
+def _copied(value: Any) -> Any:
+    """A deep copy of a field value (scalars, lists, dicts), as `asdict` makes it."""
+    kind = type(value)
+    if kind in _IMMUTABLE:
+        return value
+    if kind is list:
+        return [_copied(item) for item in value]
+    if kind is dict:
+        return {key: _copied(item) for key, item in value.items()}
+    return deepcopy(value)
 
 
 def _elapsed_seconds(

@@ -31,7 +31,7 @@ from processor.worker.sla_stage import SlaStage, attach_sla_stage
 from processor.worker.tables import string_keyed_table
 from processor.worker.window_stage import attach_window_stage
 
-__all__ = ["WorkerApp", "build_worker", "run_worker"]
+__all__ = ["WorkerApp", "build_worker", "metrics_page", "run_worker"]
 
 log = logging.getLogger("msgkpi.worker")
 
@@ -148,7 +148,8 @@ def build_worker(
     @app.page("/metrics")
     class MetricsPage(View):
         async def get(self, request: Request) -> Response:
-            return self.bytes(generate_latest(registry), content_type=PROMETHEUS_TEXT)
+            return self.bytes(metrics_page(registry, request.rel_url.query.getall("name[]", [])),
+                              content_type=PROMETHEUS_TEXT)
 
     @app.page("/healthz")
     class HealthPage(View):
@@ -156,6 +157,14 @@ def build_worker(
             return self.json({"status": "ok"})
 
     return WorkerApp(app, registry, processor, metrics)
+
+
+def metrics_page(registry: CollectorRegistry, names: list[str]) -> bytes:
+    """The exposition text; with `name[]` parameters (as prometheus_client's own handler
+    accepts them) only those series, e.g. for a poller that needs one counter."""
+    if names:
+        return generate_latest(registry.restricted_registry(names))
+    return generate_latest(registry)
 
 
 def _dlq_record(record: Any, rejected: Rejected) -> bytes:
