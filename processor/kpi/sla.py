@@ -46,12 +46,15 @@ from processor.kpi.facts import Fact, FactKind
 from processor.kpi.policy import SLA_METRICS, SlaMetric, SlaPolicy
 
 __all__ = [
+    "LAST_CLOCK_START_MS",
+    "MAX_CLOCK_MS",
     "WHATSAPP_WINDOW_MS",
     "AlertKind",
     "Deadline",
     "Measurement",
     "SlaAlert",
     "SlaTracker",
+    "clock_supported",
     "deadlines",
     "due_alerts",
     "measure",
@@ -73,6 +76,11 @@ _KIND_RANK: Final = {"at_risk": 0, "breach": 1}
 _METRIC_RANK: Final = {metric: i for i, metric in enumerate(SLA_METRICS)}
 
 _Key = tuple[AlertKind, SlaMetric, int]
+
+MAX_CLOCK_MS: Final = 400 * 86_400_000
+"""Longest SLA clock measured (see `clock_supported`)."""
+LAST_CLOCK_START_MS: Final = 253_307_692_799_999
+"""9996-12-31T23:59:59.999Z: later clocks could end past the calendars' last year."""
 
 
 def _target_ms(seconds: float) -> int:
@@ -191,21 +199,35 @@ def next_reply_applies(policy: SlaPolicy, first_reply: bool) -> bool:
         first_reply and policy.first_response_s is not None)
 
 
+def clock_supported(start_ms: int, end_ms: int | None = None) -> bool:
+    """Whether an SLA clock is measured at all: it starts between 1970 and the end of 9996 and
+    runs at most MAX_CLOCK_MS. Event times are the platforms' (up to the year 9999 passes the
+    schema); a clock from a bogus 1970 stamp to now, or one near the calendar's last year,
+    would cost years of calendar walking or overflow it. Such clocks get no deadline, no alert
+    and no attainment (the SLA stage counts them)."""
+    if not 0 <= start_ms <= LAST_CLOCK_START_MS:
+        return False
+    return end_ms is None or end_ms - start_ms <= MAX_CLOCK_MS
+
+
 def _deadline(metric: SlaMetric, period_ms: int, start_ms: int, policy: SlaPolicy,
               calendar: BusinessCalendar) -> Deadline | None:
     target = policy.target_s(metric)
     at_risk = policy.at_risk_s(metric)
-    if target is None or at_risk is None:
+    if target is None or at_risk is None or not clock_supported(start_ms):
         return None
     target_ms = _target_ms(target)
-    return Deadline(
-        metric,
-        period_ms,
-        start_ms,
-        calendar.add_business_seconds(start_ms, _target_ms(at_risk) / 1000),
-        calendar.add_business_seconds(start_ms, target_ms / 1000),
-        calendar.add_business_seconds(start_ms, (target_ms + 1) / 1000),
-    )
+    try:
+        return Deadline(
+            metric,
+            period_ms,
+            start_ms,
+            calendar.add_business_seconds(start_ms, _target_ms(at_risk) / 1000),
+            calendar.add_business_seconds(start_ms, target_ms / 1000),
+            calendar.add_business_seconds(start_ms, (target_ms + 1) / 1000),
+        )
+    except ValueError:  # a calendar so rarely open that the deadline is past the year 9998
+        return None
 
 
 def deadlines(state: CycleState, policy: SlaPolicy,

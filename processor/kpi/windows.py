@@ -46,6 +46,7 @@ __all__ = [
     "panes_of_window",
     "parse_window",
     "sla_counter",
+    "window_ends_with",
 ]
 
 PANES_PER_WINDOW: Final = 12
@@ -106,11 +107,24 @@ def panes_of_window(end_ms: int, spec: WindowSpec) -> range:
 
 
 def closed_window_ends(after_ms: int, watermark_ms: int, grace_ms: int,
-                       spec: WindowSpec) -> Iterator[int]:
+                       spec: WindowSpec) -> range:
     """Window ends (pane boundaries) later than `after_ms` whose grace has passed."""
     last = pane_start(watermark_ms - grace_ms, spec)
     first = pane_start(after_ms, spec) + spec.pane_ms
-    return iter(range(first, last + 1, spec.pane_ms))
+    return range(first, last + 1, spec.pane_ms)
+
+
+def window_ends_with(pane_starts: Iterable[int], ends: range, spec: WindowSpec) -> list[int]:
+    """The ends in `ends` whose window holds at least one of `pane_starts`, ascending: a pane
+    starting at s is in the windows ending at s + 1..PANES_PER_WINDOW panes. Costs the panes,
+    not the span: one event stamped in 1970 must not make the stage walk every window since."""
+    if not ends:
+        return []
+    lowest = ends.start - spec.size_ms
+    found = {start + k * spec.pane_ms
+             for start in pane_starts if lowest <= start < ends[-1]
+             for k in range(1, PANES_PER_WINDOW + 1)}
+    return sorted(end for end in found if end in ends)
 
 
 TIME_SERIES: Final = {

@@ -47,6 +47,7 @@ from processor.kpi.policy import ANY, SLA_METRICS, PolicySet, SlaMetric, SlaPoli
 from processor.kpi.sla import (
     SlaAlert,
     SlaTracker,
+    clock_supported,
     deadlines,
     due_alerts,
     measure,
@@ -168,6 +169,11 @@ class SlaStage:
         self.attained = PromCounter(
             "msgkpi_sla_attained", "Measured cycles and replies within their target.", labels,
             registry=registry)
+        self.ignored_clocks = PromCounter(
+            "msgkpi_sla_clocks_ignored",
+            "First responses, replies and resolutions under a policy whose clock was not "
+            "measured: it starts before 1970 or after 9996, or ran more than 400 days.",
+            registry=registry)
         self.business_seconds = Histogram(
             "msgkpi_business_seconds",
             "First response, next reply and resolution times counted in business hours on the "
@@ -243,6 +249,9 @@ class SlaStage:
             if metric is None:
                 continue
             start_ms = fact.at_ms - round(fact.value * 1000)
+            if not clock_supported(start_ms, fact.at_ms):
+                self.ignored_clocks.inc()
+                continue
             channel = self._channel_label(fact.channel)
             self._child(self.business_seconds, channel, policy.name, metric).observe(
                 calendar.business_seconds(start_ms, fact.at_ms))
@@ -596,10 +605,11 @@ def _measure_event(facts: list[Fact], policy: SlaPolicy | None, policies: Policy
     measured = []
     for fact in facts:
         metric = measured_metric(fact, policy, first_reply)
-        if metric is None or policy.target_s(metric) is None:
+        start_ms = fact.at_ms - round(fact.value * 1000)
+        if (metric is None or policy.target_s(metric) is None
+                or not clock_supported(start_ms, fact.at_ms)):
             continue
-        outcome = measure(metric, fact.at_ms - round(fact.value * 1000), fact.at_ms, policy,
-                          calendar)
+        outcome = measure(metric, start_ms, fact.at_ms, policy, calendar)
         measured.append(Fact(FactKind.SLA, fact.channel, fact.at_ms, fact.event_id, metric,
                              policy.name, 1.0 if outcome.within_target else 0.0, fact.cycle))
     return measured

@@ -27,6 +27,7 @@ from processor.kpi.windows import (
     closed_window_ends,
     pane_start,
     panes_of_window,
+    window_ends_with,
 )
 from processor.worker.processor import FactDelta
 
@@ -226,22 +227,18 @@ class WindowProcessor:
             last = self._first_pane(channel, spec)
             if last is None:
                 return []
-        ends = list(closed_window_ends(last, watermark, self._grace_ms, spec))
+        ends = closed_window_ends(last, watermark, self._grace_ms, spec)
         if not ends:
             return []
         self._store[key] = ends[-1]
         written.add(key)
-        snapshots = (self._snapshot(channel, spec, end, "closed", None) for end in ends
-                     if self._has_panes(channel, spec, end))
+        snapshots = (self._snapshot(channel, spec, end, "closed", None) for end in
+                     window_ends_with(self._pane_starts(channel, spec.name), ends, spec))
         return [s for s in snapshots if s["counts"] or s["times"] or s["tags"] or s["sla"]]
 
     def _first_pane(self, channel: str, spec: WindowSpec) -> int | None:
         starts = self._pane_starts(channel, spec.name)
         return min(starts) if starts else None
-
-    def _has_panes(self, channel: str, spec: WindowSpec, end: int) -> bool:
-        return any(pane_key(channel, spec.name, start) in self._store
-                   for start in panes_of_window(end, spec))
 
     def _drop_old_panes(self, channel: str, spec: WindowSpec) -> set[str]:
         closed_until = self._store.get(closed_key(channel, spec.name))

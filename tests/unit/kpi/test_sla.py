@@ -16,10 +16,12 @@ from processor.kpi.calendar import CALENDAR_24_7, BusinessCalendar, WeeklyInterv
 from processor.kpi.conversation import CycleState
 from processor.kpi.policy import PolicyMatch, SlaPolicy
 from processor.kpi.sla import (
+    LAST_CLOCK_START_MS,
     WHATSAPP_WINDOW_MS,
     Deadline,
     SlaAlert,
     SlaTracker,
+    clock_supported,
     deadlines,
     due_alerts,
     measure,
@@ -413,3 +415,20 @@ def test_window_horizon() -> None:
     assert WHATSAPP_WINDOW_MS == 24 * H * 1000
     assert window_closing_within(state, ms(20 * H), horizon_ms=4 * H * 1000)
     assert not window_closing_within(state, ms(20 * H), horizon_ms=4 * H * 1000 - 1)
+
+
+def test_clocks_outside_the_supported_span_are_not_measured() -> None:
+    day = 86_400_000
+    assert clock_supported(0, 400 * day)
+    assert not clock_supported(0, 400 * day + 1)  # a bogus 1970 stamp answered today
+    assert clock_supported(LAST_CLOCK_START_MS)
+    assert not clock_supported(LAST_CLOCK_START_MS + 1)  # deadlines could pass the year 9998
+    assert not clock_supported(-1)
+    assert clock_supported(ms(100), ms(50))  # clock skew: measured as 0 s
+
+
+def test_no_deadline_for_a_clock_the_calendar_cannot_hold() -> None:
+    pol = policy(first=60)
+    state = CycleState(cycles=1, open=True, cycle_start_ms=LAST_CLOCK_START_MS + 1,
+                       human_clock_ms=LAST_CLOCK_START_MS + 1)
+    assert deadlines(state, pol, OFFICE) == []

@@ -9,9 +9,16 @@ from typing import Any
 import fastjsonschema
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from processor.kpi.facts import FCR_ONE_AGENT, FCR_OTHER, Fact, FactKind
-from processor.kpi.windows import WindowSpec
+from processor.kpi.windows import (
+    WindowSpec,
+    closed_window_ends,
+    panes_of_window,
+    window_ends_with,
+)
 from processor.worker.processor import FactDelta
 from processor.worker.windows import WindowProcessor, decode_deltas, encode_deltas
 
@@ -249,3 +256,22 @@ def test_sla_attainment_per_policy_and_metric_in_snapshots(store: dict[str, Any]
         "other": {"resolution": {"measured": 1, "attained": 1}},
     }
     assert not any(name.startswith("sla") for name in window["counts"])
+
+
+@given(starts=st.sets(st.integers(0, 400).map(lambda n: n * FIVE.pane_ms), max_size=20),
+       after=st.integers(-1, 300).map(lambda n: n * FIVE.pane_ms),
+       watermark=st.integers(0, 500).map(lambda n: n * 7_000))
+def test_window_ends_with_data_equal_a_walk_over_every_end(
+        starts: set[int], after: int, watermark: int) -> None:
+    ends = closed_window_ends(after, watermark, GRACE, FIVE)
+    walked = [end for end in ends
+              if any(start in starts for start in panes_of_window(end, FIVE))]
+    assert window_ends_with(starts, ends, FIVE) == walked
+
+
+def test_one_event_stamped_in_1970_does_not_walk_every_window_since(
+        store: dict[str, Any]) -> None:
+    windows = WindowProcessor(store, (FIVE,), GRACE)
+    windows.apply([delta(1, msg(0)), delta(2, msg(1_764_000_000))])  # 1970 and 2025
+    snapshots, _, _ = windows.tick(1_764_000_000_000, everything)
+    assert sorted(closed(snapshots)) == [25_000 * k for k in range(1, 13)]
