@@ -176,6 +176,10 @@ class WorkerMetrics:
             "msgkpi_worker_clock_skew_events",
             "Replies stamped before what they answer; durations clamped to 0.", ["channel"],
             registry=registry)
+        self.future = Counter(
+            "msgkpi_worker_future_events",
+            "Events stamped more than 5 minutes after Kafka received them; their event time "
+            "was set to the record's timestamp.", registry=registry)
         self.expired = Counter(
             "msgkpi_worker_conversations_expired",
             "Conversations dropped from the worker's table after being idle with no open cycle "

@@ -119,7 +119,8 @@ def build_worker(
         )
         async for batch in batches:
             outcome = processor.process_batch(
-                Record(event.message.partition, event.key, event.value, event.message.offset)
+                Record(event.message.partition, event.key, event.value, event.message.offset,
+                       _timestamp_ms(event.message.timestamp))
                 for event in batch
             )
             await windows.send_deltas(outcome.deltas)
@@ -165,6 +166,10 @@ def metrics_page(registry: CollectorRegistry, names: list[str]) -> bytes:
     if names:
         return generate_latest(registry.restricted_registry(names))
     return generate_latest(registry)
+
+
+def _timestamp_ms(seconds: float | None) -> int | None:
+    return None if not seconds else int(seconds * 1000)
 
 
 def _dlq_record(record: Any, rejected: Rejected) -> bytes:

@@ -8,8 +8,8 @@ the batch's offsets can be committed.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, MutableMapping
-from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol
+from dataclasses import dataclass, replace
+from typing import Any, Final, NamedTuple, Protocol
 
 from processor.errors import InvalidEvent
 from processor.events import ConversationEvent, event_from_json
@@ -26,6 +26,10 @@ __all__ = [
 ]
 
 
+MAX_FUTURE_MS: Final = 5 * 60 * 1000
+"""How far an event's own time may lie after its Kafka record's timestamp (clock drift)."""
+
+
 class Record(NamedTuple):
     """One Kafka record of msgkpi.events."""
 
@@ -33,6 +37,9 @@ class Record(NamedTuple):
     key: bytes | None
     value: bytes | None
     offset: int = -1
+    timestamp_ms: int | None = None
+    """Kafka's record timestamp (when the gateway produced it): an event cannot have happened
+    much later than that."""
 
 
 class FactDelta(NamedTuple):
@@ -146,6 +153,7 @@ class EventProcessor:
             return self._reject("invalid", str(exc))
         if record.key is not None and record.key != event.conversation_id.encode():
             return self._reject("wrong_key", "record key is not the event's conversation_id")
+        event = self._clamp_future(event, record.timestamp_ms)
         stored = self._table.get(event.conversation_id)
         if stored is None:
             timeline = Timeline.new(self._grace_ms, self._reopen_window_ms)
@@ -160,6 +168,17 @@ class EventProcessor:
         if self.observer is not None:
             derived = self.observer(event.conversation_id, stored, event, outcome)
         return Applied(event.conversation_id, stored, outcome, derived)
+
+    def _clamp_future(self, event: ConversationEvent, written_ms: int | None
+                      ) -> ConversationEvent:
+        """An event stamped more than MAX_FUTURE_MS after Kafka received it gets the record's
+        timestamp instead (counted): one device with its clock a year ahead would otherwise
+        carry the window watermark a year ahead and make every later event late. Uses the
+        record's stored timestamp, so reprocessing after a crash or a replay decides alike."""
+        if written_ms is None or event.occurred_at_ms <= written_ms + MAX_FUTURE_MS:
+            return event
+        self._metrics.future.inc()
+        return replace(event, occurred_at_ms=written_ms)
 
     def apply(self, timeline: Timeline, event: ConversationEvent) -> Ingested:
         outcome = timeline.ingest(event)

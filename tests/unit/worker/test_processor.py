@@ -183,3 +183,19 @@ def test_an_expired_conversation_starts_afresh(h: Harness) -> None:
     assert h.processor.expire_idle(10) == [("c", 0)]
     h.processor.process_batch([rec("m2", 9 * DAY_S + 1, "c", author="customer")])
     assert h.table["c"].timeline.state.cycles == 1
+
+
+def test_an_event_stamped_far_after_its_kafka_record_takes_the_record_time(h: Harness) -> None:
+    """A device clock a year ahead must not carry the window watermark a year ahead."""
+    written = T0 + 1000 * DAY_S * 1000
+    ahead = Record(0, b"c1", value("m1", 1000 * DAY_S + 365 * DAY_S, author="customer"), 0,
+                   written)
+    drift = Record(0, b"c2", value("m2", 1000 * DAY_S + 299, "c2", author="customer"), 1,
+                   written)
+    h.processor.process_batch([ahead, drift])
+    assert h.table["c1"].timeline.newest_ms == written
+    assert h.table["c2"].timeline.newest_ms == written + 299_000  # within 5 minutes: kept
+    assert h.processor.partition_max_ms[0] == written + 299_000
+    assert h.sample("msgkpi_worker_future_events_total") == 1
+    again = h.processor.process_batch([ahead])  # redelivered: the same decision, a duplicate
+    assert again.changed == {} and h.sample("msgkpi_worker_duplicates_total") == 1
