@@ -109,7 +109,11 @@ def build_worker(
                    channel_label=metrics.channel_label)
     processor = EventProcessor(conversations.data, metrics, awaiting, settings.grace_ms,
                                observer=sla, reopen_window_ms=settings.reopen_window_ms)
-    attach_sla_stage(app, settings, sla, processor, conversations)
+    # Held from a batch's processing until its changelog writes: the SLA timer persists
+    # conversations too, and must never write one whose batch facts are not yet acknowledged
+    # (after a crash those events would be duplicates and their facts lost).
+    unsettled = asyncio.Lock()
+    attach_sla_stage(app, settings, sla, processor, conversations, unsettled)
     windows = attach_window_stage(app, settings, registry, processor)
 
     @app.agent(events, name="msgkpi.process-events")
@@ -118,14 +122,15 @@ def build_worker(
             settings.batch_max, within=settings.batch_within_s
         )
         async for batch in batches:
-            outcome = processor.process_batch(
-                Record(event.message.partition, event.key, event.value, event.message.offset,
-                       _timestamp_ms(event.message.timestamp))
-                for event in batch
-            )
-            await windows.send_deltas(outcome.deltas)
-            for conversation_id, stored in outcome.changed.items():
-                conversations.send_changelog(stored.partition, conversation_id, stored)
+            async with unsettled:
+                outcome = processor.process_batch(
+                    Record(event.message.partition, event.key, event.value,
+                           event.message.offset, _timestamp_ms(event.message.timestamp))
+                    for event in batch
+                )
+                await windows.send_deltas(outcome.deltas)
+                for conversation_id, stored in outcome.changed.items():
+                    conversations.send_changelog(stored.partition, conversation_id, stored)
             for index, rejected in outcome.rejected:
                 await dlq.send(key=batch[index].key, value=_dlq_record(batch[index], rejected))
             # Here, between batches, so no batch is half-way between its facts and its
@@ -144,6 +149,7 @@ def build_worker(
     @conversations.on_recover  # type: ignore[untyped-decorator]
     async def reindex_after_rebalance() -> None:
         processor.rebuild_awaiting()
+        processor.recover_newest_times()
         log.info("conversation table ready: %d conversations owned", len(conversations))
 
     @app.page("/metrics")

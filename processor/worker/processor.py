@@ -239,6 +239,18 @@ class EventProcessor:
                 conversation_id, timeline.channel, timeline.state.waiting_since_ms
             )
 
+    def recover_newest_times(self) -> None:
+        """After the table was restored: the newest event time per partition, from the
+        conversations in it. A partition processed to its end before a crash is never read
+        again, and only its conversations still know how far its event time went (the window
+        watermark needs it; the changelog is written before offsets are committed)."""
+        for stored in self._table.values():
+            if stored is None:
+                continue
+            newest = stored.timeline.newest_ms
+            if newest > self.partition_max_ms.get(stored.partition, -1):
+                self.partition_max_ms[stored.partition] = newest
+
     def forget_watermarks(self, partitions: set[int]) -> None:
         for partition in partitions:
             self.partition_max_ms.pop(partition, None)

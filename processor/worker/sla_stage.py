@@ -688,8 +688,11 @@ def events_caught_up(app: faust.App, events_topic: str, processor: EventProcesso
 
 
 def attach_sla_stage(app: faust.App, settings: Settings, stage: SlaStage,
-                     processor: EventProcessor, conversations: Any) -> None:
-    """Wire the stage to the SLA topic, the conversation table, a 1 s timer and rebalances."""
+                     processor: EventProcessor, conversations: Any,
+                     unsettled: asyncio.Lock) -> None:
+    """Wire the stage to the SLA topic, the conversation table, a 1 s timer and rebalances.
+    The timer runs under `unsettled`, which the event agent holds while a batch's state is
+    ahead of its acknowledged facts."""
     sla_topic = app.topic(settings.topics.sla, key_type=bytes, value_type=bytes,
                           key_serializer="raw", value_serializer="raw")
 
@@ -709,7 +712,8 @@ def attach_sla_stage(app: faust.App, settings: Settings, stage: SlaStage,
     @app.timer(1.0)  # type: ignore[untyped-decorator]
     async def sla_tick() -> None:
         try:
-            await stage.tick(int(time.time() * 1000))
+            async with unsettled:
+                await stage.tick(int(time.time() * 1000))
         except Exception:  # an exception would end Faust's timer for good
             log.exception("SLA tick failed")
 

@@ -159,14 +159,19 @@ class WindowStage:
         if watermark is None:
             return
         snapshots, written, deleted = self.windows.tick(watermark, self.owns)
+        # The snapshots first, acknowledged, and only then the "closed until" marks and the
+        # dropped panes: a crash in between re-emits the same closed windows (at least once),
+        # instead of persisting a mark for windows that never reached the topic.
+        pending = [await self.kpi.send(key=snapshot_key(snapshot), value=orjson.dumps(snapshot),
+                                       force=True) for snapshot in snapshots]
+        await asyncio.gather(*pending)
         for key in written:
-            self.table.send_changelog(self._partition_of_key(key), key, self.table.data[key])
+            if key in self.table.data:
+                self.table.send_changelog(self._partition_of_key(key), key,
+                                          self.table.data[key])
         for key in deleted:
             self.table.send_changelog(self._partition_of_key(key), key, None,
                                       value_serializer="raw")
-        for snapshot in snapshots:
-            await self.kpi.send(key=snapshot_key(snapshot), value=orjson.dumps(snapshot),
-                                force=True)
 
     def _partition_of_key(self, key: str) -> int:
         kind, first, *_ = key.split("|")

@@ -169,12 +169,15 @@ class WindowProcessor:
         """Note a source partition's progress as heard on `window_partition`. The newest event
         time is also kept in the store (key returned when it grew), because a worker that
         restarts after a source was fully processed will never see that source's newest
-        event again."""
+        event again. The stored time counts only while the source is caught up: it may be
+        ahead of the source's committed offset (reports go out before commits), so after a
+        crash, while the uncommitted records are processed again, only what the source reports
+        since its restart bounds the watermark."""
         key = source_key(window_partition, source)
         stored = self._store.get(key)
         newest = max(m for m in (stored, newest_ms) if m is not None) if (
             stored is not None or newest_ms is not None) else None
-        self._sources[source] = SourceReport(newest, caught_up)
+        self._sources[source] = SourceReport(newest if caught_up else newest_ms, caught_up)
         if newest is not None and newest != stored:
             self._store[key] = newest
             return key

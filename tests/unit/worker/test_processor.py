@@ -199,3 +199,17 @@ def test_an_event_stamped_far_after_its_kafka_record_takes_the_record_time(h: Ha
     assert h.sample("msgkpi_worker_future_events_total") == 1
     again = h.processor.process_batch([ahead])  # redelivered: the same decision, a duplicate
     assert again.changed == {} and h.sample("msgkpi_worker_duplicates_total") == 1
+
+
+def test_newest_event_times_are_recovered_from_the_restored_table() -> None:
+    """A partition processed to its end before a crash is not read again: its newest event
+    time (which the window watermark needs) comes back from its conversations."""
+    table: dict[str, StoredConversation] = {}
+    before = EventProcessor(table, WorkerMetrics(CollectorRegistry()), AwaitingIndex(), 600_000)
+    before.process_batch([rec("a", 10, "c1", partition=0, author="customer"),
+                          rec("b", 50, "c2", partition=0, author="customer"),
+                          rec("c", 30, "c3", partition=3, author="customer")])
+    after = EventProcessor(table, WorkerMetrics(CollectorRegistry()), AwaitingIndex(), 600_000)
+    assert after.partition_max_ms == {}
+    after.recover_newest_times()
+    assert after.partition_max_ms == {0: T0 + 50_000, 3: T0 + 30_000}

@@ -275,3 +275,18 @@ def test_one_event_stamped_in_1970_does_not_walk_every_window_since(
     windows.apply([delta(1, msg(0)), delta(2, msg(1_764_000_000))])  # 1970 and 2025
     snapshots, _, _ = windows.tick(1_764_000_000_000, everything)
     assert sorted(closed(snapshots)) == [25_000 * k for k in range(1, 13)]
+
+
+def test_after_a_crash_a_source_behind_does_not_lend_its_stored_time() -> None:
+    """Reports go out before commits, so the stored newest time can be ahead of records the
+    restarted source will process again: while it is behind, only its new reports count."""
+    store: dict[str, Any] = {}
+    before = WindowProcessor(store, (FIVE,), GRACE)
+    before.report(0, 0, 9_000_000, caught_up=False)
+    after = WindowProcessor(store, (FIVE,), GRACE)
+    after.report(0, 0, None, caught_up=False)  # restarted, reprocessing from the commit
+    assert after.watermark(1) is None
+    after.report(0, 0, 2_000_000, caught_up=False)
+    assert after.watermark(1) == 2_000_000
+    after.report(0, 0, 2_500_000, caught_up=True)
+    assert after.watermark(1) == 9_000_000  # caught up: every record seen again
