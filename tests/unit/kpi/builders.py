@@ -14,8 +14,10 @@ from typing import Any
 from processor.events import ConversationEvent, event_from_dict
 from processor.kpi.conversation import CycleState, apply, event_order
 from processor.kpi.facts import Fact, FactKind
+from processor.kpi.windows import WindowAggregate, WindowSpec
 
 BASE_MS = 1_700_000_000_000
+FIVE_MINUTES = WindowSpec("5m", 300_000)  # panes of 25 s
 CHANNEL = "whatsapp"
 CONVERSATION = "conv-1"
 
@@ -140,3 +142,15 @@ def rows(facts: Iterable[Fact], kinds: Iterable[FactKind] = CLOCK_KINDS) -> list
 
 def of_kind(facts: Iterable[Fact], kind: FactKind) -> list[Fact]:
     return [f for f in facts if f.kind is kind]
+
+
+def window_of(facts: Iterable[tuple[Fact, int]], end_s: float = 300,
+              spec: WindowSpec = FIVE_MINUTES) -> dict[str, Any]:
+    """The summary of the window [end - size, end) of panes fed with (fact, weight)."""
+    pane = spec.pane_ms
+    panes: dict[int, WindowAggregate] = {}
+    for f, weight in facts:
+        panes.setdefault(f.at_ms - f.at_ms % pane, WindowAggregate()).apply(f, weight, pane)
+    end = int(end_s * 1000)
+    return WindowAggregate.window(
+        panes.get(start) for start in range(end - spec.size_ms, end, pane)).summary()

@@ -16,7 +16,7 @@ from processor.kpi.windows import (
     WindowSpec,
 )
 
-from .builders import BASE_MS, agent, assigned, bot, customer, fold_sorted, resolved
+from .builders import BASE_MS, agent, assigned, bot, customer, fold_sorted, resolved, window_of
 
 SPEC = WindowSpec("5m", 300_000)
 PANE = SPEC.pane_ms
@@ -30,15 +30,6 @@ def fact(kind: FactKind, at_s: float, role: str = "", who: str = "", value: floa
 def figures(**values: int) -> dict[str, int]:
     return {name: values.get(name, 0) for name in AGENT_FIELDS}
 
-
-def window_of(facts: list[tuple[Fact, int]], end_s: float = 300) -> dict[str, Any]:
-    panes: dict[int, WindowAggregate] = {}
-    for f, weight in facts:
-        start = f.at_ms - f.at_ms % PANE
-        panes.setdefault(start, WindowAggregate()).apply(f, weight, PANE)
-    end = int(end_s * 1000)
-    return WindowAggregate.window(
-        panes.get(start) for start in range(end - SPEC.size_ms, end, PANE)).summary()
 
 
 def case(name: str, *args: Any) -> Any:

@@ -25,6 +25,7 @@ from .builders import (
     resolved,
     system,
     tagged,
+    window_of,
 )
 
 # --- reply rate: the fold ----------------------------------------------------------------------
@@ -143,16 +144,6 @@ def fact(kind: FactKind, at_s: float, role: str = "", agent: str = "", value: fl
          ) -> Fact:
     return Fact(kind, "whatsapp", int(at_s * 1000), "e", role, agent, value, 1)
 
-
-def window_of(facts: list[tuple[Fact, int]], end_s: float) -> dict[str, Any]:
-    """The window [end - 5 min, end) of panes fed with (fact, weight)."""
-    panes: dict[int, WindowAggregate] = {}
-    for f, weight in facts:
-        start = f.at_ms - f.at_ms % PANE
-        panes.setdefault(start, WindowAggregate()).apply(f, weight, PANE)
-    end = int(end_s * 1000)
-    return WindowAggregate.window(
-        panes.get(start) for start in range(end - SPEC.size_ms, end, PANE)).summary()
 
 
 def csat_f(at_s: float, scale: str, *, value: float) -> Fact:
