@@ -25,10 +25,18 @@ from processor.kpi.policy import PolicySet
 from processor.policy_file import load_policy_file
 from processor.topics import ensure_topics
 from processor.worker.codec import ConversationCodec
+from processor.worker.delivery import (
+    DELIVERY_CHECK_S,
+    DeliveryCollector,
+    DeliveryGuard,
+    KafkaRanges,
+    keep_gaps_unacked,
+    stop_unprocessed,
+)
 from processor.worker.lag import ConsumerLagCollector
 from processor.worker.processor import EventProcessor, Record, Rejected
 from processor.worker.sla_stage import SlaStage, attach_sla_stage
-from processor.worker.tables import string_keyed_table
+from processor.worker.tables import ChangelogWriter, string_keyed_table
 from processor.worker.window_stage import attach_window_stage
 
 __all__ = ["WorkerApp", "build_worker", "metrics_page", "run_worker"]
@@ -93,6 +101,7 @@ def build_worker(
         value_serializer="raw",
     )
     conversations = string_keyed_table(app, "conversations", partitions, ConversationCodec())
+    changelog = ChangelogWriter(conversations)
     metrics = WorkerMetrics(
         registry,
         sla_targets_s=policies.targets_s() if policies else (),
@@ -102,8 +111,8 @@ def build_worker(
     registry.register(AwaitingCollector(awaiting, metrics.channel_label))
     registry.register(ConsumerLagCollector(app, settings.topics.events))
     # The processor reads and writes the table's local store directly; each batch then
-    # persists every changed conversation once, with its own partition, before Faust acks the
-    # batch (so the changelog is flushed before those offsets can be committed).
+    # persists every changed conversation once, with its own partition, and waits for Kafka's
+    # acknowledgement before Faust acks the batch (so before those offsets can be committed).
     # SLA: the stage observes every applied event; its timer publishes at-risk/breach events.
     sla = SlaStage(policies or PolicySet(), conversations.data, registry,
                    channel_label=metrics.channel_label)
@@ -113,8 +122,32 @@ def build_worker(
     # conversations too, and must never write one whose batch facts are not yet acknowledged
     # (after a crash those events would be duplicates and their facts lost).
     unsettled = asyncio.Lock()
-    attach_sla_stage(app, settings, sla, processor, conversations, unsettled)
-    windows = attach_window_stage(app, settings, registry, processor)
+    attach_sla_stage(app, settings, sla, processor, conversations, changelog, unsettled)
+    windows = attach_window_stage(app, settings, registry, processor, unsettled)
+    guard = DeliveryGuard(KafkaRanges(settings.kafka_bootstrap, settings.app_id,
+                                      settings.topics.events))
+    registry.register(DeliveryCollector([guard, windows.guard]))
+    keep_gaps_unacked(app)
+
+    async def handle(records: list[Record]) -> None:
+        """One batch: state, facts (acknowledged), then the changelog and the DLQ."""
+        async with unsettled:
+            records = await guard.complete(records)
+            outcome = processor.process_batch(records)
+            await windows.send_deltas(outcome.deltas)
+            for conversation_id, stored in outcome.changed.items():
+                changelog.write(stored.partition, conversation_id, stored)
+            # Here, after the batch's changes, so no batch is half-way between its facts
+            # and its changelog writes for a conversation dropped now.
+            for conversation_id, partition in processor.expire_idle(EXPIRY_SCAN_PER_BATCH):
+                changelog.write(partition, conversation_id, None)
+            await changelog.flush()
+            rejected = [await dlq.send(key=records[index].key, force=True,
+                                       value=_dlq_record(events.get_topic_name(),
+                                                         records[index], reason))
+                        for index, reason in outcome.rejected]
+            await asyncio.gather(*rejected)
+            guard.acknowledge(app.consumer.ack)
 
     @app.agent(events, name="msgkpi.process-events")
     async def process_events(stream: faust.StreamT[bytes]) -> None:
@@ -122,28 +155,35 @@ def build_worker(
             settings.batch_max, within=settings.batch_within_s
         )
         async for batch in batches:
+            try:
+                await handle([Record(event.message.partition, event.key, event.value,
+                                     event.message.offset,
+                                     _timestamp_ms(event.message.timestamp))
+                              for event in batch])
+            except Exception as error:
+                stop_unprocessed("msgkpi.process-events", error)
+
+    @app.timer(DELIVERY_CHECK_S)  # type: ignore[untyped-decorator]
+    async def process_dropped_tails() -> None:
+        try:
+            highwaters = _highwaters(app, settings.topics.events)
             async with unsettled:
-                outcome = processor.process_batch(
-                    Record(event.message.partition, event.key, event.value,
-                           event.message.offset, _timestamp_ms(event.message.timestamp))
-                    for event in batch
-                )
-                await windows.send_deltas(outcome.deltas)
-                for conversation_id, stored in outcome.changed.items():
-                    conversations.send_changelog(stored.partition, conversation_id, stored)
-            for index, rejected in outcome.rejected:
-                await dlq.send(key=batch[index].key, value=_dlq_record(batch[index], rejected))
-            # Here, between batches, so no batch is half-way between its facts and its
-            # changelog writes for a conversation dropped now.
-            for conversation_id, partition in processor.expire_idle(EXPIRY_SCAN_PER_BATCH):
-                conversations.send_changelog(partition, conversation_id, None,
-                                             value_serializer="raw")
+                tails = await guard.stalled(highwaters)
+            if tails:
+                await handle(tails)
+        except Exception:  # an exception would end Faust's timer for good
+            log.exception("delivery check failed")
+
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
+    async def reset_delivery(sender: Any, assigned: set[Any], **_: Any) -> None:
+        guard.reset(tp.partition for tp in assigned if tp.topic == settings.topics.events)
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def forget_revoked(sender: Any, revoked: set[Any], **_: Any) -> None:
         gone = processor.forget_partitions(
             {tp.partition for tp in revoked if tp.topic == settings.topics.events}
         )
+        guard.reset(tp.partition for tp in revoked if tp.topic == settings.topics.events)
         log.info("partitions revoked: dropped %d conversations from memory", gone)
 
     @conversations.on_recover  # type: ignore[untyped-decorator]
@@ -178,14 +218,20 @@ def _timestamp_ms(seconds: float | None) -> int | None:
     return None if not seconds else int(seconds * 1000)
 
 
-def _dlq_record(record: Any, rejected: Rejected) -> bytes:
-    message = record.message
+def _highwaters(app: faust.App, topic: str) -> dict[int, int | None]:
+    """High-water mark per assigned partition of `topic` (None while unknown)."""
+    consumer = app.consumer
+    return {tp.partition: consumer.highwater(tp) for tp in consumer.assignment()
+            if tp.topic == topic}
+
+
+def _dlq_record(topic: str, record: Record, rejected: Rejected) -> bytes:
     return orjson.dumps({
         "reason": rejected.reason,
         "error": rejected.error,
-        "topic": message.topic,
-        "partition": message.partition,
-        "offset": message.offset,
+        "topic": topic,
+        "partition": record.partition,
+        "offset": record.offset,
         "value": (record.value or b"").decode("utf-8", errors="replace"),
         "rejected_at_ms": int(time.time() * 1000),
     })

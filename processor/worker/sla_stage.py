@@ -56,6 +56,7 @@ from processor.kpi.sla import (
 )
 from processor.kpi.timeline import Ingested
 from processor.worker.processor import EventProcessor, StoredConversation
+from processor.worker.tables import ChangelogWriter
 
 __all__ = [
     "SCHEMA_NAME",
@@ -688,11 +689,11 @@ def events_caught_up(app: faust.App, events_topic: str, processor: EventProcesso
 
 
 def attach_sla_stage(app: faust.App, settings: Settings, stage: SlaStage,
-                     processor: EventProcessor, conversations: Any,
+                     processor: EventProcessor, conversations: Any, changelog: ChangelogWriter,
                      unsettled: asyncio.Lock) -> None:
-    """Wire the stage to the SLA topic, the conversation table, a 1 s timer and rebalances.
-    The timer runs under `unsettled`, which the event agent holds while a batch's state is
-    ahead of its acknowledged facts."""
+    """Wire the stage to the SLA topic, the conversation table (written through `changelog`),
+    a 1 s timer and rebalances. The timer runs under `unsettled`, which the event agent holds
+    while a batch's state is ahead of its acknowledged facts."""
     sla_topic = app.topic(settings.topics.sla, key_type=bytes, value_type=bytes,
                           key_serializer="raw", value_serializer="raw")
 
@@ -702,7 +703,7 @@ def attach_sla_stage(app: faust.App, settings: Settings, stage: SlaStage,
         return sent
 
     def persist(conversation_id: str, stored: StoredConversation) -> None:
-        conversations.send_changelog(stored.partition, conversation_id, stored)
+        changelog.write(stored.partition, conversation_id, stored)
 
     stage.event_time = processor.partition_max_ms
     stage.caught_up = lambda: events_caught_up(app, settings.topics.events, processor)
@@ -713,7 +714,10 @@ def attach_sla_stage(app: faust.App, settings: Settings, stage: SlaStage,
     async def sla_tick() -> None:
         try:
             async with unsettled:
-                await stage.tick(int(time.time() * 1000))
+                try:
+                    await stage.tick(int(time.time() * 1000))
+                finally:
+                    await changelog.flush()
         except Exception:  # an exception would end Faust's timer for good
             log.exception("SLA tick failed")
 

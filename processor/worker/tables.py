@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
 from typing import Any
 
 import faust
 
-__all__ = ["string_keyed_table"]
+__all__ = ["ChangelogWriter", "string_keyed_table"]
 
 
 class _CodecTable(faust.Table):  # type: ignore[type-arg]
@@ -30,3 +32,43 @@ def string_keyed_table(app: faust.App, name: str, partitions: int, codec: Any) -
                         value_codec=codec)
     app.tables.add(table)
     return table
+
+
+class ChangelogWriter:
+    """A table's changelog writes, sent in order and awaited until Kafka has them.
+
+    Faust's `send_changelog` puts the record in the producer buffer, and the flush before an
+    offset commit gives up as soon as one buffered record takes more than 0.1 s to leave: the
+    offsets of the records that changed the table can then be committed while the change is
+    still buffered, and a crash loses it for good. So writes are queued here (`write`, in the
+    order the store changed) and `flush` sends them straight to the producer and waits for the
+    acknowledgements; callers flush before the records that caused them are acknowledged."""
+
+    def __init__(self, table: Any) -> None:
+        self._table = table
+        self._queued: list[tuple[int, str, Any]] = []
+        self._sending = asyncio.Lock()
+
+    def write(self, partition: int, key: str, value: Any) -> None:
+        """Queue `value` (None: delete) as the key's new state in the changelog."""
+        self._queued.append((partition, key, value))
+
+    @property
+    def queued(self) -> int:
+        return len(self._queued)
+
+    async def flush(self) -> None:
+        """Send everything queued so far and wait until Kafka acknowledged it."""
+        acks: list[Awaitable[Any]] = []
+        async with self._sending:  # one sender at a time, so the changelog keeps the order
+            queued, self._queued = self._queued, []
+            topic = self._table.changelog_topic
+            for partition, key, value in queued:
+                acks.append(await topic.send(
+                    key=key, value=value, partition=partition,
+                    key_serializer=self._table.key_serializer,
+                    value_serializer=self._table.value_serializer if value is not None
+                    else "raw",
+                    callback=self._table._on_changelog_sent, force=True))
+        if acks:
+            await asyncio.gather(*acks)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import faust
@@ -24,8 +24,14 @@ from processor.config import Settings
 from processor.export.labels import LabelBudget
 from processor.kpi.windows import WindowSpec, parse_window
 from processor.worker.codec import decode_or_drop
-from processor.worker.processor import EventProcessor, FactDelta
-from processor.worker.tables import string_keyed_table
+from processor.worker.delivery import (
+    DELIVERY_CHECK_S,
+    DeliveryGuard,
+    KafkaRanges,
+    stop_unprocessed,
+)
+from processor.worker.processor import EventProcessor, FactDelta, Record
+from processor.worker.tables import ChangelogWriter, string_keyed_table
 from processor.worker.windows import (
     PaneRecord,
     WindowProcessor,
@@ -76,7 +82,11 @@ class WindowStage:
         self.kpi = app.topic(settings.topics.kpi, key_type=bytes, value_type=bytes,
                              key_serializer="raw", value_serializer="raw")
         self.table = string_keyed_table(app, "windows", self.partitions, WindowRecordCodec())
+        self.changelog = ChangelogWriter(self.table)
         self.windows = WindowProcessor(self.table.data, self.specs, settings.grace_ms)
+        self.guard = DeliveryGuard(KafkaRanges(settings.kafka_bootstrap, settings.app_id,
+                                               self.facts.get_topic_name()))
+        self._applying = asyncio.Lock()
 
     def owns(self, channel: str) -> bool:
         return channel_partition(channel, self.partitions) in self._owned_partitions()
@@ -137,9 +147,28 @@ class WindowStage:
             for target in range(self.partitions):
                 await self.facts.send(key=b"", value=report, partition=target, force=True)
 
-    def on_messages(self, messages: list[tuple[int, bytes]]) -> None:
+    async def handle(self, records: list[Record]) -> None:
+        """A batch of facts records as the stream delivered it (see `DeliveryGuard`)."""
+        async with self._applying:
+            records = await self.guard.complete(records)
+            await self.on_messages([(r.partition, r.value) for r in records
+                                    if r.value is not None])
+            self.guard.acknowledge(self._app.consumer.ack)
+
+    async def handle_dropped_tails(self) -> None:
+        consumer = self._app.consumer
+        topic = self.facts.get_topic_name()
+        highwaters = {tp.partition: consumer.highwater(tp) for tp in consumer.assignment()
+                      if tp.topic == topic}
+        async with self._applying:
+            tails = await self.guard.stalled(highwaters)
+        if tails:
+            await self.handle(tails)
+
+    async def on_messages(self, messages: list[tuple[int, bytes]]) -> None:
         """Apply a batch of (facts partition, value) messages, then persist each changed pane
-        once (before Faust acks the batch, so before those offsets can be committed)."""
+        once and wait for Kafka's acknowledgement (before Faust acks the batch, so before those
+        offsets can be committed)."""
         changed: set[str] = set()
         for partition, value in messages:
             message = orjson.loads(value)
@@ -152,13 +181,21 @@ class WindowStage:
             else:
                 changed |= self.windows.apply(decode_deltas(message["src"], message["deltas"]))
         for key in changed:
-            self.table.send_changelog(self._partition_of_key(key), key, self.table.data[key])
+            self.changelog.write(self._partition_of_key(key), key, self.table.data[key])
+        await self.changelog.flush()
 
     async def publish_snapshots(self) -> None:
-        watermark = self.windows.watermark(self.partitions)
-        if watermark is None:
-            return
-        snapshots, written, deleted = self.windows.tick(watermark, self.owns)
+        snapshots: list[dict[str, Any]] = []
+        written: set[str] = set()
+        deleted: set[str] = set()
+        for window_partition in sorted(self._owned_partitions()):
+            watermark = self.windows.watermark(self.partitions, window_partition)
+            if watermark is None:
+                continue
+            due, wrote, dropped = self.windows.tick(watermark, self._channels_of(window_partition))
+            snapshots += due
+            written |= wrote
+            deleted |= dropped
         # The snapshots first, acknowledged, and only then the "closed until" marks and the
         # dropped panes: a crash in between re-emits the same closed windows (at least once),
         # instead of persisting a mark for windows that never reached the topic.
@@ -167,11 +204,13 @@ class WindowStage:
         await asyncio.gather(*pending)
         for key in written:
             if key in self.table.data:
-                self.table.send_changelog(self._partition_of_key(key), key,
-                                          self.table.data[key])
+                self.changelog.write(self._partition_of_key(key), key, self.table.data[key])
         for key in deleted:
-            self.table.send_changelog(self._partition_of_key(key), key, None,
-                                      value_serializer="raw")
+            self.changelog.write(self._partition_of_key(key), key, None)
+        await self.changelog.flush()
+
+    def _channels_of(self, window_partition: int) -> Callable[[str], bool]:
+        return lambda channel: channel_partition(channel, self.partitions) == window_partition
 
     def _partition_of_key(self, key: str) -> int:
         kind, first, *_ = key.split("|")
@@ -375,7 +414,10 @@ class _RateFamilies:
 
 
 def attach_window_stage(app: faust.App, settings: Settings, registry: CollectorRegistry,
-                        processor: EventProcessor) -> WindowStage:
+                        processor: EventProcessor, unsettled: asyncio.Lock) -> WindowStage:
+    """Wire the stage's agent, timers and rebalance handlers. Progress reports are sent under
+    `unsettled`, which the event agent holds from a batch's processing until its deltas are
+    acknowledged: a report never speaks for events whose deltas it could overtake."""
     stage = WindowStage(app, settings, processor)
     registry.register(WindowCollector(stage, settings.max_agent_labels))
 
@@ -385,15 +427,32 @@ def attach_window_stage(app: faust.App, settings: Settings, registry: CollectorR
             settings.batch_max, within=settings.batch_within_s
         )
         async for batch in batches:
-            stage.on_messages([(event.message.partition, event.value) for event in batch])
+            try:
+                await stage.handle([Record(event.message.partition, event.key, event.value,
+                                           event.message.offset) for event in batch])
+            except Exception as error:
+                stop_unprocessed("msgkpi.windows", error)
 
     @app.timer(settings.snapshot_interval_s)  # type: ignore[untyped-decorator]
     async def publish_snapshots() -> None:
         await stage.publish_snapshots()
 
+    @app.timer(DELIVERY_CHECK_S)  # type: ignore[untyped-decorator]
+    async def process_dropped_tails() -> None:
+        try:
+            await stage.handle_dropped_tails()
+        except Exception:  # an exception would end Faust's timer for good
+            log.exception("delivery check of the facts failed")
+
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
+    async def reset_delivery(sender: Any, assigned: set[Any], **_: Any) -> None:
+        facts_topic = stage.facts.get_topic_name()
+        stage.guard.reset(tp.partition for tp in assigned if tp.topic == facts_topic)
+
     @app.timer(1.0)  # type: ignore[untyped-decorator]
     async def report_progress() -> None:
-        await stage.report_progress()
+        async with unsettled:
+            await stage.report_progress()
 
     @stage.table.on_recover  # type: ignore[untyped-decorator]
     async def reindex_after_recovery() -> None:
@@ -403,6 +462,7 @@ def attach_window_stage(app: faust.App, settings: Settings, registry: CollectorR
     async def forget_revoked(sender: Any, revoked: set[Any], **_: Any) -> None:
         facts_topic = stage.facts.get_topic_name()
         stage.forget({tp.partition for tp in revoked if tp.topic == facts_topic})
+        stage.guard.reset(tp.partition for tp in revoked if tp.topic == facts_topic)
         processor.forget_watermarks(
             {tp.partition for tp in revoked if tp.topic == settings.topics.events})
         stage.windows.forget_sources()

@@ -7,9 +7,12 @@ remembers the highest id applied per source partition and skips anything at or b
 source partition reprocessed after a crash does not count twice.
 
 Watermark: every conversation-stage worker reports, per partition it owns, the newest event time
-it has processed and whether it is caught up. The window watermark is the oldest report among
-partitions that are behind (they may still hold older events), or the newest overall when all
-are caught up. A window closes when the watermark passes its end plus the grace period.
+it has processed and whether it is caught up, to every facts partition, after that partition's
+deltas. Each facts partition has its own watermark, from the reports that arrived on it: the
+oldest report among sources that are behind (they may still hold older events), or the newest
+overall when all are caught up. A report heard on another facts partition says nothing about
+the deltas still queued on this one (after a restart, one partition can be far behind another).
+A window closes when its partition's watermark passes its end plus the grace period.
 """
 
 from __future__ import annotations
@@ -103,7 +106,8 @@ class WindowProcessor:
         self._store = store
         self._specs = specs
         self._grace_ms = grace_ms
-        self._sources: dict[int, SourceReport] = {}
+        self._sources: dict[int, dict[int, SourceReport]] = {}
+        """Facts (window) partition -> source partition -> the newest report heard on it."""
         self.latest_open: dict[tuple[str, str], dict[str, Any]] = {}
         """The newest open-window snapshot per (channel, window), for the gauges."""
         self.late_deltas = 0
@@ -177,7 +181,8 @@ class WindowProcessor:
         stored = self._store.get(key)
         newest = max(m for m in (stored, newest_ms) if m is not None) if (
             stored is not None or newest_ms is not None) else None
-        self._sources[source] = SourceReport(newest if caught_up else newest_ms, caught_up)
+        self._sources.setdefault(window_partition, {})[source] = SourceReport(
+            newest if caught_up else newest_ms, caught_up)
         if newest is not None and newest != stored:
             self._store[key] = newest
             return key
@@ -185,19 +190,32 @@ class WindowProcessor:
 
     @property
     def sources(self) -> dict[int, SourceReport]:
-        return dict(self._sources)
+        """Per source partition, the least advanced report over the facts partitions."""
+        merged: dict[int, SourceReport] = {}
+        for reports in self._sources.values():
+            for source, report in reports.items():
+                seen = merged.get(source)
+                if seen is None:
+                    merged[source] = report
+                    continue
+                known = [m for m in (seen.newest_ms, report.newest_ms) if m is not None]
+                newest = None if len(known) < 2 else min(known)
+                merged[source] = SourceReport(newest, seen.caught_up and report.caught_up)
+        return merged
 
     def forget_sources(self) -> None:
         self._sources.clear()
 
-    def watermark(self, partitions: int) -> int | None:
-        """None until every source partition has reported."""
-        if len(self._sources) < partitions:
+    def watermark(self, partitions: int, window_partition: int) -> int | None:
+        """The watermark of `window_partition`: None until every one of the `partitions`
+        source partitions has reported on it."""
+        sources = self._sources.get(window_partition, {})
+        if len(sources) < partitions:
             return None
-        behind = [r.newest_ms for r in self._sources.values() if not r.caught_up]
+        behind = [r.newest_ms for r in sources.values() if not r.caught_up]
         if behind:
             return None if None in behind else min(m for m in behind if m is not None)
-        known = [r.newest_ms for r in self._sources.values() if r.newest_ms is not None]
+        known = [r.newest_ms for r in sources.values() if r.newest_ms is not None]
         return max(known) if known else None
 
     def channels(self, owned: Callable[[str], bool]) -> set[str]:

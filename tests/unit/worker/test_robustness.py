@@ -110,7 +110,7 @@ def test_any_records_are_applied_or_rejected_and_nothing_downstream_raises(
     windows.apply(outcome.deltas)
     for report_ms in (0, max(processor.partition_max_ms.values(), default=0), MAX_MS):
         windows.report(0, 0, report_ms, caught_up=True)
-        watermark = windows.watermark(1)
+        watermark = windows.watermark(1, 0)
         assert watermark is not None
         snapshots, _, _ = windows.tick(watermark, lambda _: True)
         for snapshot in snapshots:

@@ -20,7 +20,12 @@ from processor.kpi.windows import (
     window_ends_with,
 )
 from processor.worker.processor import FactDelta
-from processor.worker.windows import WindowProcessor, decode_deltas, encode_deltas
+from processor.worker.windows import (
+    SourceReport,
+    WindowProcessor,
+    decode_deltas,
+    encode_deltas,
+)
 
 SCHEMA = orjson.loads(
     (Path(__file__).resolve().parents[3] / "schemas" / "kpi-snapshot.v1.schema.json").read_bytes()
@@ -103,13 +108,27 @@ def test_late_fact_does_not_change_a_closed_window(store: dict[str, Any]) -> Non
 def test_watermark_waits_for_every_partition_and_for_those_behind() -> None:
     windows = WindowProcessor({}, (FIVE,), GRACE)
     windows.report(0, 0, 1_000, caught_up=True)
-    assert windows.watermark(2) is None
+    assert windows.watermark(2, 0) is None
     windows.report(0, 1, 500, caught_up=False)
-    assert windows.watermark(2) == 500
+    assert windows.watermark(2, 0) == 500
     windows.report(0, 1, 800, caught_up=True)
-    assert windows.watermark(2) == 1_000
+    assert windows.watermark(2, 0) == 1_000
     windows.report(0, 2, None, caught_up=False)
-    assert windows.watermark(3) is None
+    assert windows.watermark(3, 0) is None
+
+
+def test_each_facts_partition_has_its_own_watermark() -> None:
+    """A report is ordered after the deltas sent before it on its own facts partition only:
+    after a restart another partition may still hold a backlog of older deltas."""
+    windows = WindowProcessor({}, (FIVE,), GRACE)
+    windows.report(0, 0, 900_000, caught_up=True)
+    windows.report(0, 1, 900_000, caught_up=True)
+    windows.report(1, 0, 300_000, caught_up=False)
+    assert windows.watermark(2, 0) == 900_000
+    assert windows.watermark(2, 1) is None  # source 1 not heard on partition 1 yet
+    windows.report(1, 1, 900_000, caught_up=True)
+    assert windows.watermark(2, 1) == 300_000
+    assert windows.sources == {0: SourceReport(300_000, False), 1: SourceReport(900_000, True)}
 
 
 def test_a_source_newest_time_survives_a_restart_through_the_store() -> None:
@@ -119,7 +138,7 @@ def test_a_source_newest_time_survives_a_restart_through_the_store() -> None:
     assert before.report(3, 0, 8_000, caught_up=False) is None  # never goes back
     after = WindowProcessor(store, (FIVE,), GRACE)  # a new process, same recovered table
     after.report(3, 0, None, caught_up=True)  # nothing processed since the restart
-    assert after.watermark(1) == 9_000
+    assert after.watermark(1, 3) == 9_000
 
 
 def test_only_owned_channels_get_snapshots(store: dict[str, Any]) -> None:
@@ -285,8 +304,8 @@ def test_after_a_crash_a_source_behind_does_not_lend_its_stored_time() -> None:
     before.report(0, 0, 9_000_000, caught_up=False)
     after = WindowProcessor(store, (FIVE,), GRACE)
     after.report(0, 0, None, caught_up=False)  # restarted, reprocessing from the commit
-    assert after.watermark(1) is None
+    assert after.watermark(1, 0) is None
     after.report(0, 0, 2_000_000, caught_up=False)
-    assert after.watermark(1) == 2_000_000
+    assert after.watermark(1, 0) == 2_000_000
     after.report(0, 0, 2_500_000, caught_up=True)
-    assert after.watermark(1) == 9_000_000  # caught up: every record seen again
+    assert after.watermark(1, 0) == 9_000_000  # caught up: every record seen again
