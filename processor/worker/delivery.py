@@ -79,7 +79,8 @@ class KafkaRanges:
         reader.seek(tp, start)
         found: list[Record] = []
         while await reader.position(tp) < end:
-            batch = await reader.getmany(tp, timeout_ms=1000, max_records=end - start)
+            batch = await reader.getmany(tp, timeout_ms=1000,
+                                         max_records=min(end - start, 10_000))
             for item in batch.get(tp, []):
                 if item.offset < end:
                     found.append(Record(partition, item.key, item.value, item.offset,
@@ -96,8 +97,10 @@ class KafkaRanges:
 
     async def _consumer(self) -> AIOKafkaConsumer:
         if self._reader is None:
+            # earliest: a start that retention deleted reads from the log start on
             self._reader = AIOKafkaConsumer(bootstrap_servers=self._bootstrap,
-                                            enable_auto_commit=False)
+                                            enable_auto_commit=False,
+                                            auto_offset_reset="earliest")
             await self._reader.start()
         return self._reader
 
@@ -118,6 +121,8 @@ class DeliveryGuard:
         """Partition -> next offset when `stalled` last looked, while it stood still."""
         self.refilled: list[Record] = []
         """Records read from Kafka and not yet acknowledged to Faust."""
+        self._holes: list[Record] = []
+        """Offsets with no record any more (retention deleted them), to acknowledge as well."""
         self.skipped = 0
         self.duplicates = 0
 
@@ -162,7 +167,7 @@ class DeliveryGuard:
                 self._quiet[partition] = expected  # look again next time
                 continue
             found = await self._fill(partition, expected, highwater)
-            if not found:  # nothing there after all (the records went away)
+            if not found:  # nothing there any more (retention)
                 self._next[partition] = highwater
             out += found  # `complete` takes them from `expected` on
             self._quiet.pop(partition, None)
@@ -174,13 +179,16 @@ class DeliveryGuard:
         self.refilled += found
         log.warning("%s[%d]: offsets %d-%d were not delivered by the stream; read %d "
                     "records from Kafka", self.topic, partition, start, end - 1, len(found))
+        present = {record.offset for record in found}
+        self._holes += [Record(partition, None, None, offset) for offset in range(start, end)
+                        if offset not in present]
         return found
 
     def acknowledge(self, ack: Callable[[Any], Any]) -> None:
         """The refilled records are processed: let Faust commit past them."""
-        for record in self.refilled:
+        for record in self.refilled + self._holes:
             ack(_faust_message(self.topic, record))
-        self.refilled = []
+        self.refilled, self._holes = [], []
 
 
 class DeliveryCollector(Collector):

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
 from typing import Any
 
 import faust
+
+from processor.worker.delivery import stop_unprocessed
 
 __all__ = ["ChangelogWriter", "string_keyed_table"]
 
@@ -35,14 +36,17 @@ def string_keyed_table(app: faust.App, name: str, partitions: int, codec: Any) -
 
 
 class ChangelogWriter:
-    """A table's changelog writes, sent in order and awaited until Kafka has them.
+    """A table's changelog writes, handed straight to the producer in the order the store
+    changed.
 
-    Faust's `send_changelog` puts the record in the producer buffer, and the flush before an
-    offset commit gives up as soon as one buffered record takes more than 0.1 s to leave: the
-    offsets of the records that changed the table can then be committed while the change is
-    still buffered, and a crash loses it for good. So writes are queued here (`write`, in the
-    order the store changed) and `flush` sends them straight to the producer and waits for the
-    acknowledgements; callers flush before the records that caused them are acknowledged."""
+    Faust's `send_changelog` puts the record in its own producer buffer, and the flush before
+    an offset commit gives up as soon as one buffered record takes more than 0.1 s to leave:
+    the offsets of the records that changed the table could be committed while the change was
+    still buffered, and a crash lost it for good. Records handed to the producer itself are
+    covered by that commit: it first waits until the producer has delivered everything it
+    holds. A write Kafka refuses stops the worker (`stop_unprocessed`): the refusal reaches
+    this writer's callback before the commit's wait for the producer returns, so the records
+    that caused the write are not committed."""
 
     def __init__(self, table: Any) -> None:
         self._table = table
@@ -58,17 +62,22 @@ class ChangelogWriter:
         return len(self._queued)
 
     async def flush(self) -> None:
-        """Send everything queued so far and wait until Kafka acknowledged it."""
-        acks: list[Awaitable[Any]] = []
+        """Hand everything queued so far to the producer (callers flush before the records
+        that caused the writes are acknowledged)."""
         async with self._sending:  # one sender at a time, so the changelog keeps the order
             queued, self._queued = self._queued, []
             topic = self._table.changelog_topic
             for partition, key, value in queued:
-                acks.append(await topic.send(
+                sent = await topic.send(
                     key=key, value=value, partition=partition,
                     key_serializer=self._table.key_serializer,
                     value_serializer=self._table.value_serializer if value is not None
                     else "raw",
-                    callback=self._table._on_changelog_sent, force=True))
-        if acks:
-            await asyncio.gather(*acks)
+                    callback=self._table._on_changelog_sent, force=True)
+                sent.add_done_callback(_stop_if_refused)
+
+
+def _stop_if_refused(sent: asyncio.Future[Any]) -> None:
+    error = None if sent.cancelled() else sent.exception()
+    if error is not None:
+        stop_unprocessed("changelog", error)

@@ -1,5 +1,6 @@
 """KafkaRanges on the real broker: the group's committed offset (or the log start when nothing
-is committed) and exact offset ranges, the two answers the worker's DeliveryGuard relies on."""
+is committed) and exact offset ranges, the two answers the worker's DeliveryGuard relies on,
+also after retention deleted the start of the log."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import uuid
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic, RecordsToDelete
 
 from processor.worker.delivery import KafkaRanges
 
@@ -43,6 +44,16 @@ async def _scenario(bootstrap: str) -> None:
         assert all(r.timestamp_ms and r.timestamp_ms > 1_700_000_000_000 for r in middle)
         assert [r.offset for r in await ranges.read(1, 8, 50)] == [8, 9]  # past the end
         assert await ranges.read(0, 0, 3) == []  # an empty partition
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        await admin.delete_records({TopicPartition(topic, 1): RecordsToDelete(3)})
+        await admin.close()
+        assert [r.offset for r in await ranges.read(1, 0, 5)] == [3, 4]  # from the log start
+        fresh = KafkaRanges(bootstrap, "msgkpi-test-delivery-new", topic)
+        try:
+            assert await fresh.committed(1) == 3  # nothing committed: the new log start
+        finally:
+            await fresh.close()
     finally:
         await ranges.close()
 

@@ -108,3 +108,14 @@ def test_a_failed_batch_stops_the_process_before_faust_can_commit_it() -> None:
     assert done.returncode == EXIT_UNPROCESSED
     assert "still running" not in done.stdout
     assert "msgkpi.windows: batch failed" in done.stderr and "broker gone" in done.stderr
+
+
+def test_offsets_no_longer_in_the_log_are_acknowledged_so_the_commit_moves_on() -> None:
+    log = Log({0: 10}, committed={0: 0})
+    del log.records[0][2:5]  # retention deleted them while the worker was away
+    guard = DeliveryGuard(log)  # type: ignore[arg-type]
+    assert complete(guard, [*log.delivered(0, 0, 1), log.records[0][3]]) == [
+        (0, 0), (0, 1), (0, 5), (0, 6)]
+    acked: list[Any] = []
+    guard.acknowledge(acked.append)
+    assert sorted(m.offset for m in acked) == [2, 3, 4, 5]
