@@ -8,7 +8,9 @@ import subprocess
 import sys
 from typing import Any
 
-from processor.worker.delivery import EXIT_UNPROCESSED, DeliveryGuard
+from prometheus_client import CollectorRegistry, generate_latest
+
+from processor.worker.delivery import EXIT_UNPROCESSED, DeliveryCollector, DeliveryGuard
 from processor.worker.processor import Record
 
 
@@ -119,3 +121,14 @@ def test_offsets_no_longer_in_the_log_are_acknowledged_so_the_commit_moves_on() 
     acked: list[Any] = []
     guard.acknowledge(acked.append)
     assert sorted(m.offset for m in acked) == [2, 3, 4, 5]
+
+
+def test_the_counters_say_what_the_guards_mended_per_topic() -> None:
+    log = Log({0: 10}, committed={0: 2})
+    guard = DeliveryGuard(log)  # type: ignore[arg-type]
+    complete(guard, log.delivered(0, 1, 2, 6))
+    registry = CollectorRegistry()
+    registry.register(DeliveryCollector([guard]))
+    page = generate_latest(registry).decode()
+    assert 'msgkpi_worker_undelivered_records_total{topic="events"} 3.0' in page
+    assert 'msgkpi_worker_redelivered_records_total{topic="events"} 1.0' in page
