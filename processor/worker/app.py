@@ -31,6 +31,7 @@ from processor.worker.delivery import (
     DeliveryGuard,
     KafkaRanges,
     keep_gaps_unacked,
+    settled,
     stop_unprocessed,
 )
 from processor.worker.lag import ConsumerLagCollector
@@ -129,9 +130,10 @@ def build_worker(
     registry.register(DeliveryCollector([guard, windows.guard]))
     keep_gaps_unacked(app)
 
-    async def handle(records: list[Record]) -> None:
-        """One batch: state, facts (acknowledged), then the changelog and the DLQ."""
-        async with unsettled:
+    async def process(records: list[Record]) -> None:
+        """One batch (the caller holds `unsettled`): state, facts (acknowledged), then the
+        changelog and the DLQ; a failure half-way stops the worker (`stop_unprocessed`)."""
+        try:
             records = await guard.complete(records)
             outcome = processor.process_batch(records)
             await windows.send_deltas(outcome.deltas)
@@ -148,6 +150,8 @@ def build_worker(
                         for index, reason in outcome.rejected]
             await asyncio.gather(*rejected)
             guard.acknowledge(app.consumer.ack)
+        except Exception as error:
+            stop_unprocessed("msgkpi.process-events", error)
 
     @app.agent(events, name="msgkpi.process-events")
     async def process_events(stream: faust.StreamT[bytes]) -> None:
@@ -155,22 +159,22 @@ def build_worker(
             settings.batch_max, within=settings.batch_within_s
         )
         async for batch in batches:
-            try:
-                await handle([Record(event.message.partition, event.key, event.value,
-                                     event.message.offset,
-                                     _timestamp_ms(event.message.timestamp))
-                              for event in batch])
-            except Exception as error:
-                stop_unprocessed("msgkpi.process-events", error)
+            async with unsettled:
+                await process([Record(event.message.partition, event.key, event.value,
+                                      event.message.offset,
+                                      _timestamp_ms(event.message.timestamp))
+                               for event in batch])
 
     @app.timer(DELIVERY_CHECK_S)  # type: ignore[untyped-decorator]
     async def process_dropped_tails() -> None:
         try:
-            highwaters = _highwaters(app, settings.topics.events)
             async with unsettled:
-                tails = await guard.stalled(highwaters)
-            if tails:
-                await handle(tails)
+                if not settled(app):
+                    guard.forget_looks()
+                    return
+                tails = await guard.stalled(_highwaters(app, settings.topics.events))
+                if tails:
+                    await process(tails)
         except Exception:  # an exception would end Faust's timer for good
             log.exception("delivery check failed")
 
@@ -180,10 +184,11 @@ def build_worker(
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def forget_revoked(sender: Any, revoked: set[Any], **_: Any) -> None:
-        gone = processor.forget_partitions(
-            {tp.partition for tp in revoked if tp.topic == settings.topics.events}
-        )
-        guard.reset(tp.partition for tp in revoked if tp.topic == settings.topics.events)
+        async with unsettled:  # not while a batch is half-way
+            gone = processor.forget_partitions(
+                {tp.partition for tp in revoked if tp.topic == settings.topics.events}
+            )
+            guard.reset(tp.partition for tp in revoked if tp.topic == settings.topics.events)
         log.info("partitions revoked: dropped %d conversations from memory", gone)
 
     @conversations.on_recover  # type: ignore[untyped-decorator]

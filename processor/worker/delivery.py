@@ -10,8 +10,9 @@ So each agent passes its batches through a `DeliveryGuard`. Per partition it kno
 offset it must process: the group's committed offset when the partition is (re)assigned, then
 one past the last record processed. A record below that was processed already (Faust delivers
 again after a seek) and is dropped; a record above it reveals a hole, which the guard reads
-straight from Kafka and puts in front, in offset order. A hole at the end of a partition shows
-when the partition stops short of its high-water mark (`stalled`). The records the guard read
+straight from Kafka and puts in front, in offset order. A hole at the end of a partition (or a
+partition that delivered nothing since its assignment) shows when the partition stays short of
+its high-water mark (`stalled`). The records the guard read
 itself are acknowledged to Faust after they are processed (`acknowledge`), so the commit moves
 past them only then; `keep_gaps_unacked` stops Faust from counting holes as done on its own.
 """
@@ -38,6 +39,7 @@ __all__ = [
     "DeliveryGuard",
     "KafkaRanges",
     "keep_gaps_unacked",
+    "settled",
     "stop_unprocessed",
 ]
 
@@ -156,22 +158,33 @@ class DeliveryGuard:
 
     async def stalled(self, highwaters: Mapping[int, int | None]) -> list[Record]:
         """Records of partitions that stopped short of their high-water mark and made no
-        progress since the previous call (Faust dropped their tail)."""
+        progress since the previous call (Faust dropped their tail, or everything it was to
+        deliver since the assignment). Call only while no rebalance or recovery is under way
+        (`forget_looks` when one is)."""
         out: list[Record] = []
         for partition, highwater in highwaters.items():
             expected = self._next.get(partition)
-            if expected is None or highwater is None or expected >= highwater:
+            if highwater is None or (expected is not None and expected >= highwater):
                 self._quiet.pop(partition, None)
                 continue
-            if self._quiet.get(partition) != expected:
-                self._quiet[partition] = expected  # look again next time
+            mark = -1 if expected is None else expected
+            if self._quiet.get(partition) != mark:
+                self._quiet[partition] = mark  # look again next time
                 continue
+            self._quiet.pop(partition, None)
+            if expected is None:
+                expected = self._next[partition] = await self._ranges.committed(partition)
+                if expected >= highwater:
+                    continue
             found = await self._fill(partition, expected, highwater)
             if not found:  # nothing there any more (retention)
                 self._next[partition] = highwater
             out += found  # `complete` takes them from `expected` on
-            self._quiet.pop(partition, None)
         return out
+
+    def forget_looks(self) -> None:
+        """A rebalance or recovery is under way: what `stalled` saw before does not count."""
+        self._quiet.clear()
 
     async def _fill(self, partition: int, start: int, end: int) -> list[Record]:
         found = await self._ranges.read(partition, start, end)
@@ -210,6 +223,11 @@ class DeliveryCollector(Collector):
             skipped.add_metric([guard.topic], guard.skipped)
             again.add_metric([guard.topic], guard.duplicates)
         yield from (skipped, again)
+
+
+def settled(app: faust.App) -> bool:
+    """No rebalance and no table recovery under way (records may be processed)."""
+    return not (app.rebalancing or app.in_recovery)
 
 
 def _faust_message(topic: str, record: Record) -> Message:

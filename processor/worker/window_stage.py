@@ -28,6 +28,7 @@ from processor.worker.delivery import (
     DELIVERY_CHECK_S,
     DeliveryGuard,
     KafkaRanges,
+    settled,
     stop_unprocessed,
 )
 from processor.worker.processor import EventProcessor, FactDelta, Record
@@ -86,7 +87,8 @@ class WindowStage:
         self.windows = WindowProcessor(self.table.data, self.specs, settings.grace_ms)
         self.guard = DeliveryGuard(KafkaRanges(settings.kafka_bootstrap, settings.app_id,
                                                self.facts.get_topic_name()))
-        self._applying = asyncio.Lock()
+        self.applying = asyncio.Lock()
+        """Held while a batch of facts is applied, and by a revocation that drops panes."""
 
     def owns(self, channel: str) -> bool:
         return channel_partition(channel, self.partitions) in self._owned_partitions()
@@ -149,26 +151,36 @@ class WindowStage:
 
     async def handle(self, records: list[Record]) -> None:
         """A batch of facts records as the stream delivered it (see `DeliveryGuard`)."""
-        async with self._applying:
+        async with self.applying:
+            await self._apply(records)
+
+    async def handle_dropped_tails(self) -> None:
+        async with self.applying:
+            if not settled(self._app):
+                self.guard.forget_looks()
+                return
+            consumer = self._app.consumer
+            topic = self.facts.get_topic_name()
+            tails = await self.guard.stalled({tp.partition: consumer.highwater(tp)
+                                              for tp in consumer.assignment()
+                                              if tp.topic == topic})
+            if tails:
+                await self._apply(tails)
+
+    async def _apply(self, records: list[Record]) -> None:
+        """The caller holds `applying`; a failure half-way stops the worker."""
+        try:
             records = await self.guard.complete(records)
             await self.on_messages([(r.partition, r.value) for r in records
                                     if r.value is not None])
             self.guard.acknowledge(self._app.consumer.ack)
-
-    async def handle_dropped_tails(self) -> None:
-        consumer = self._app.consumer
-        topic = self.facts.get_topic_name()
-        highwaters = {tp.partition: consumer.highwater(tp) for tp in consumer.assignment()
-                      if tp.topic == topic}
-        async with self._applying:
-            tails = await self.guard.stalled(highwaters)
-        if tails:
-            await self.handle(tails)
+        except Exception as error:
+            stop_unprocessed("msgkpi.windows", error)
 
     async def on_messages(self, messages: list[tuple[int, bytes]]) -> None:
-        """Apply a batch of (facts partition, value) messages, then persist each changed pane
-        once and wait for Kafka's acknowledgement (before Faust acks the batch, so before those
-        offsets can be committed)."""
+        """Apply a batch of (facts partition, value) messages, then hand each changed pane to
+        the changelog once (before Faust acks the batch, so before those offsets can be
+        committed)."""
         changed: set[str] = set()
         for partition, value in messages:
             message = orjson.loads(value)
@@ -427,11 +439,8 @@ def attach_window_stage(app: faust.App, settings: Settings, registry: CollectorR
             settings.batch_max, within=settings.batch_within_s
         )
         async for batch in batches:
-            try:
-                await stage.handle([Record(event.message.partition, event.key, event.value,
-                                           event.message.offset) for event in batch])
-            except Exception as error:
-                stop_unprocessed("msgkpi.windows", error)
+            await stage.handle([Record(event.message.partition, event.key, event.value,
+                                       event.message.offset) for event in batch])
 
     @app.timer(settings.snapshot_interval_s)  # type: ignore[untyped-decorator]
     async def publish_snapshots() -> None:
@@ -461,8 +470,9 @@ def attach_window_stage(app: faust.App, settings: Settings, registry: CollectorR
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def forget_revoked(sender: Any, revoked: set[Any], **_: Any) -> None:
         facts_topic = stage.facts.get_topic_name()
-        stage.forget({tp.partition for tp in revoked if tp.topic == facts_topic})
-        stage.guard.reset(tp.partition for tp in revoked if tp.topic == facts_topic)
+        async with stage.applying:  # not while a batch is half-way
+            stage.forget({tp.partition for tp in revoked if tp.topic == facts_topic})
+            stage.guard.reset(tp.partition for tp in revoked if tp.topic == facts_topic)
         processor.forget_watermarks(
             {tp.partition for tp in revoked if tp.topic == settings.topics.events})
         stage.windows.forget_sources()

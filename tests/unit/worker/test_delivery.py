@@ -132,3 +132,23 @@ def test_the_counters_say_what_the_guards_mended_per_topic() -> None:
     page = generate_latest(registry).decode()
     assert 'msgkpi_worker_undelivered_records_total{topic="events"} 3.0' in page
     assert 'msgkpi_worker_redelivered_records_total{topic="events"} 1.0' in page
+
+
+def test_a_partition_that_delivered_nothing_since_its_assignment_is_read_from_the_commit() -> None:
+    log = Log({0: 5, 1: 3}, committed={0: 2, 1: 3})
+    guard = DeliveryGuard(log)  # type: ignore[arg-type]
+    highwaters: dict[int, int | None] = {0: 5, 1: 3}
+    assert asyncio.run(guard.stalled(highwaters)) == []  # first look
+    tail = asyncio.run(guard.stalled(highwaters))
+    assert [(r.partition, r.offset) for r in tail] == [(0, 2), (0, 3), (0, 4)]
+    assert complete(guard, tail) == [(0, 2), (0, 3), (0, 4)]
+    assert log.reads == [(0, 2, 5)]  # partition 1 was at its commit: nothing to read
+
+
+def test_looks_taken_before_a_rebalance_do_not_count() -> None:
+    log = Log({0: 5}, committed={0: 0})
+    guard = DeliveryGuard(log)  # type: ignore[arg-type]
+    assert asyncio.run(guard.stalled({0: 5})) == []
+    guard.forget_looks()
+    assert asyncio.run(guard.stalled({0: 5})) == []  # a first look again
+    assert len(asyncio.run(guard.stalled({0: 5}))) == 5
