@@ -110,7 +110,6 @@ def build_worker(
     )
     awaiting = AwaitingIndex()
     registry.register(AwaitingCollector(awaiting, metrics.channel_label))
-    registry.register(ConsumerLagCollector(app, settings.topics.events))
     # The processor reads and writes the table's local store directly; each batch then
     # persists every changed conversation once, with its own partition, and waits for Kafka's
     # acknowledgement before Faust acks the batch (so before those offsets can be committed).
@@ -119,6 +118,8 @@ def build_worker(
                    channel_label=metrics.channel_label)
     processor = EventProcessor(conversations.data, metrics, awaiting, settings.grace_ms,
                                observer=sla, reopen_window_ms=settings.reopen_window_ms)
+    registry.register(ConsumerLagCollector(app, settings.topics.events,
+                                           processor.partition_next_offset))
     # Held from a batch's processing until its changelog writes: the SLA timer persists
     # conversations too, and must never write one whose batch facts are not yet acknowledged
     # (after a crash those events would be duplicates and their facts lost).

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -15,9 +15,13 @@ class ConsumerLagCollector(Collector):
     """Reads the Faust consumer at scrape time: high watermark minus next offset to process,
     for the assigned partitions of `topic` only (a revoked partition disappears at once)."""
 
-    def __init__(self, app: Any, topic: str) -> None:
+    def __init__(self, app: Any, topic: str,
+                 processed: Mapping[int, int] | None = None) -> None:
         self._app = app
         self._topic = topic
+        self._processed = processed if processed is not None else {}
+        """Next offset to process per partition, as the worker counts it: Faust's read
+        offsets run ahead of it when its stream skips records (processor.worker.delivery)."""
 
     def collect(self) -> Iterator[Metric]:
         lag = GaugeMetricFamily(
@@ -42,7 +46,9 @@ class ConsumerLagCollector(Collector):
                 continue
             if highwater is None:
                 continue
-            last_read = read.get(tp)
-            next_offset = last_read + 1 if last_read is not None else 0
+            next_offset = self._processed.get(tp.partition)
+            if next_offset is None:
+                last_read = read.get(tp)
+                next_offset = last_read + 1 if last_read is not None else 0
             result[tp.partition] = max(0, int(highwater) - next_offset)
         return result

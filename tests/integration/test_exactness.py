@@ -70,6 +70,9 @@ def test_one_worker_gives_the_oracle_windows(kafka_bootstrap: str, tmp_path: Pat
     try:
         closed = settled([worker], total, expected, deployment)
         assert_snapshots_equal_oracle(closed, expected)
+        lag = {dict(labels)["partition"]: value for (name, labels), value
+               in worker.metrics().items() if name == "msgkpi_worker_consumer_lag"}
+        assert lag == {str(p): 0 for p in range(6)}, lag  # every record processed
     finally:
         worker.stop()
 
