@@ -31,8 +31,6 @@ from processor.worker.delivery import (
     DeliveryGuard,
     KafkaRanges,
     keep_gaps_unacked,
-    settled,
-    stop_unprocessed,
 )
 from processor.worker.lag import ConsumerLagCollector
 from processor.worker.processor import EventProcessor, Record, Rejected
@@ -110,9 +108,9 @@ def build_worker(
     )
     awaiting = AwaitingIndex()
     registry.register(AwaitingCollector(awaiting, metrics.channel_label))
-    # The processor reads and writes the table's local store directly; each batch then
-    # persists every changed conversation once, with its own partition, and waits for Kafka's
-    # acknowledgement before Faust acks the batch (so before those offsets can be committed).
+    # The processor reads and writes the table's local store directly; each batch then hands
+    # every changed conversation to the changelog once, with its own partition, before Faust
+    # acks the batch (so before those offsets can be committed; see ChangelogWriter).
     # SLA: the stage observes every applied event; its timer publishes at-risk/breach events.
     sla = SlaStage(policies or PolicySet(), conversations.data, registry,
                    channel_label=metrics.channel_label)
@@ -132,27 +130,22 @@ def build_worker(
     keep_gaps_unacked(app)
 
     async def process(records: list[Record]) -> None:
-        """One batch (the caller holds `unsettled`): state, facts (acknowledged), then the
-        changelog and the DLQ; a failure half-way stops the worker (`stop_unprocessed`)."""
-        try:
-            records = await guard.complete(records)
-            outcome = processor.process_batch(records)
-            await windows.send_deltas(outcome.deltas)
-            for conversation_id, stored in outcome.changed.items():
-                changelog.write(stored.partition, conversation_id, stored)
-            # Here, after the batch's changes, so no batch is half-way between its facts
-            # and its changelog writes for a conversation dropped now.
-            for conversation_id, partition in processor.expire_idle(EXPIRY_SCAN_PER_BATCH):
-                changelog.write(partition, conversation_id, None)
-            await changelog.flush()
-            rejected = [await dlq.send(key=records[index].key, force=True,
-                                       value=_dlq_record(events.get_topic_name(),
-                                                         records[index], reason))
-                        for index, reason in outcome.rejected]
-            await asyncio.gather(*rejected)
-            guard.acknowledge(app.consumer.ack)
-        except Exception as error:
-            stop_unprocessed("msgkpi.process-events", error)
+        """One batch, completed by the guard (the caller holds `unsettled`): state, facts
+        (acknowledged), then the changelog and the DLQ."""
+        outcome = processor.process_batch(records)
+        await windows.send_deltas(outcome.deltas)
+        for conversation_id, stored in outcome.changed.items():
+            changelog.write(stored.partition, conversation_id, stored)
+        # Here, after the batch's changes, so no batch is half-way between its facts and its
+        # changelog writes for a conversation dropped now.
+        for conversation_id, partition in processor.expire_idle(EXPIRY_SCAN_PER_BATCH):
+            changelog.write(partition, conversation_id, None)
+        await changelog.flush()
+        rejected = [await dlq.send(key=records[index].key, force=True,
+                                   value=_dlq_record(events.get_topic_name(), records[index],
+                                                     reason))
+                    for index, reason in outcome.rejected]
+        await asyncio.gather(*rejected)
 
     @app.agent(events, name="msgkpi.process-events")
     async def process_events(stream: faust.StreamT[bytes]) -> None:
@@ -161,21 +154,16 @@ def build_worker(
         )
         async for batch in batches:
             async with unsettled:
-                await process([Record(event.message.partition, event.key, event.value,
-                                      event.message.offset,
-                                      _timestamp_ms(event.message.timestamp))
-                               for event in batch])
+                await guard.process(app, [Record(event.message.partition, event.key,
+                                                 event.value, event.message.offset,
+                                                 _timestamp_ms(event.message.timestamp))
+                                          for event in batch], process)
 
     @app.timer(DELIVERY_CHECK_S)  # type: ignore[untyped-decorator]
     async def process_dropped_tails() -> None:
         try:
             async with unsettled:
-                if not settled(app):
-                    guard.forget_looks()
-                    return
-                tails = await guard.stalled(_highwaters(app, settings.topics.events))
-                if tails:
-                    await process(tails)
+                await guard.process_stalled(app, process)
         except Exception:  # an exception would end Faust's timer for good
             log.exception("delivery check failed")
 
@@ -222,13 +210,6 @@ def metrics_page(registry: CollectorRegistry, names: list[str]) -> bytes:
 
 def _timestamp_ms(seconds: float | None) -> int | None:
     return None if not seconds else int(seconds * 1000)
-
-
-def _highwaters(app: faust.App, topic: str) -> dict[int, int | None]:
-    """High-water mark per assigned partition of `topic` (None while unknown)."""
-    consumer = app.consumer
-    return {tp.partition: consumer.highwater(tp) for tp in consumer.assignment()
-            if tp.topic == topic}
 
 
 def _dlq_record(topic: str, record: Record, rejected: Rejected) -> bytes:

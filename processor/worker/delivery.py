@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import Any, NoReturn
 
 import faust
@@ -39,7 +39,6 @@ __all__ = [
     "DeliveryGuard",
     "KafkaRanges",
     "keep_gaps_unacked",
-    "settled",
     "stop_unprocessed",
 ]
 
@@ -49,6 +48,9 @@ EXIT_UNPROCESSED = 70
 """Exit status of a worker that stopped rather than let Faust commit unprocessed records."""
 DELIVERY_CHECK_S = 2.0
 """How often partitions that stopped short of their high-water mark are looked at."""
+
+Handler = Callable[[list[Record]], Awaitable[None]]
+"""What an agent does with a batch of records (in offset order per partition)."""
 
 
 class KafkaRanges:
@@ -203,6 +205,27 @@ class DeliveryGuard:
             ack(_faust_message(self.topic, record))
         self.refilled, self._holes = [], []
 
+    async def process(self, app: faust.App, records: list[Record], handle: Handler) -> None:
+        """`handle` the batch as completed by `complete`, then acknowledge what the guard read
+        itself. The caller holds the agent's lock. A failure half-way stops the worker."""
+        try:
+            await handle(await self.complete(records))
+            self.acknowledge(app.consumer.ack)
+        except Exception as error:
+            stop_unprocessed(self.topic, error)
+
+    async def process_stalled(self, app: faust.App, handle: Handler) -> None:
+        """The tail check (every `DELIVERY_CHECK_S`, the caller holding the agent's lock):
+        not while a rebalance or table recovery is under way."""
+        if app.rebalancing or app.in_recovery:
+            self.forget_looks()
+            return
+        consumer = app.consumer
+        tails = await self.stalled({tp.partition: consumer.highwater(tp)
+                                    for tp in consumer.assignment() if tp.topic == self.topic})
+        if tails:
+            await self.process(app, tails, handle)
+
 
 class DeliveryCollector(Collector):
     """What the guards had to mend, per topic."""
@@ -223,11 +246,6 @@ class DeliveryCollector(Collector):
             skipped.add_metric([guard.topic], guard.skipped)
             again.add_metric([guard.topic], guard.duplicates)
         yield from (skipped, again)
-
-
-def settled(app: faust.App) -> bool:
-    """No rebalance and no table recovery under way (records may be processed)."""
-    return not (app.rebalancing or app.in_recovery)
 
 
 def _faust_message(topic: str, record: Record) -> Message:

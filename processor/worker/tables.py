@@ -57,10 +57,6 @@ class ChangelogWriter:
         """Queue `value` (None: delete) as the key's new state in the changelog."""
         self._queued.append((partition, key, value))
 
-    @property
-    def queued(self) -> int:
-        return len(self._queued)
-
     async def flush(self) -> None:
         """Hand everything queued so far to the producer (callers flush before the records
         that caused the writes are acknowledged)."""

@@ -28,8 +28,6 @@ from processor.worker.delivery import (
     DELIVERY_CHECK_S,
     DeliveryGuard,
     KafkaRanges,
-    settled,
-    stop_unprocessed,
 )
 from processor.worker.processor import EventProcessor, FactDelta, Record
 from processor.worker.tables import ChangelogWriter, string_keyed_table
@@ -152,30 +150,14 @@ class WindowStage:
     async def handle(self, records: list[Record]) -> None:
         """A batch of facts records as the stream delivered it (see `DeliveryGuard`)."""
         async with self.applying:
-            await self._apply(records)
+            await self.guard.process(self._app, records, self._apply)
 
     async def handle_dropped_tails(self) -> None:
         async with self.applying:
-            if not settled(self._app):
-                self.guard.forget_looks()
-                return
-            consumer = self._app.consumer
-            topic = self.facts.get_topic_name()
-            tails = await self.guard.stalled({tp.partition: consumer.highwater(tp)
-                                              for tp in consumer.assignment()
-                                              if tp.topic == topic})
-            if tails:
-                await self._apply(tails)
+            await self.guard.process_stalled(self._app, self._apply)
 
     async def _apply(self, records: list[Record]) -> None:
-        """The caller holds `applying`; a failure half-way stops the worker."""
-        try:
-            records = await self.guard.complete(records)
-            await self.on_messages([(r.partition, r.value) for r in records
-                                    if r.value is not None])
-            self.guard.acknowledge(self._app.consumer.ack)
-        except Exception as error:
-            stop_unprocessed("msgkpi.windows", error)
+        await self.on_messages([(r.partition, r.value) for r in records if r.value is not None])
 
     async def on_messages(self, messages: list[tuple[int, bytes]]) -> None:
         """Apply a batch of (facts partition, value) messages, then hand each changed pane to
