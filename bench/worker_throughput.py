@@ -27,8 +27,8 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from processor.config import Topics
-from processor.simulate import Scenario, generate_events
 from processor.topics import ensure_topics
+from processor.traffic.scenario import Scenario, generate_events
 
 REPO = Path(__file__).resolve().parents[1]
 BOOTSTRAP = os.environ.get("MSGKPI_KAFKA_BOOTSTRAP", "127.0.0.1:9092")

@@ -21,11 +21,11 @@ def _build_parser() -> argparse.ArgumentParser:
     commands.add_parser("gateway", help="run the webhook gateway (HTTP -> msgkpi.events)")
     commands.add_parser("worker", help="run a KPI worker (msgkpi.events -> metrics and topics)")
     simulate = commands.add_parser("simulate", help="send realistic traffic to the gateway")
-    from processor.simulate import add_arguments as add_simulate_arguments
+    from processor.traffic.simulate import add_arguments as add_simulate_arguments
 
     add_simulate_arguments(simulate)
     replay = commands.add_parser("replay", help="write a recorded event log (JSONL) to Kafka")
-    from processor.replay import add_arguments as add_replay_arguments
+    from processor.traffic.replay import add_arguments as add_replay_arguments
 
     add_replay_arguments(replay)
     return parser
@@ -47,10 +47,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_worker(settings)
     if args.command == "replay":
-        from processor.replay import run_replay
+        from processor.traffic.replay import run_replay
 
         return run_replay(settings, args)
-    from processor.simulate import run_simulation
+    from processor.traffic.simulate import run_simulation
 
     return run_simulation(settings, args)
 

@@ -42,7 +42,7 @@ import pytest
 import yaml  # type: ignore[import-untyped, unused-ignore]
 from aiokafka import AIOKafkaProducer
 
-from processor.simulate import Scenario, generate_events
+from processor.traffic.scenario import Scenario, generate_events
 from tests.e2e import test_alerting
 from tests.e2e.test_alerting import Process, binary, prometheus_config
 from tests.integration.services import (

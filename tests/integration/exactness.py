@@ -14,7 +14,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from processor.events import ConversationEvent
-from processor.simulate import Scenario, generate_events
+from processor.traffic.scenario import Scenario, generate_events
 from tests.oracle.windowed import SlaTargets
 
 WINDOWS = {"5m": 300_000, "1h": 3_600_000}

@@ -1,5 +1,5 @@
 """End to end on the real broker: platform-native deliveries of all eight channels, signed as
-each platform signs them (`processor/channels/samples.py`), posted to a real `msgkpi gateway`
+each platform signs them (`processor/traffic/samples.py`), posted to a real `msgkpi gateway`
 and processed by a real `msgkpi worker`. Wrong signatures never reach Kafka, unsupported items
 are acknowledged and counted as ignored, the GET handshakes answer, a channel without its secret
 is disabled, and the worker's KPIs are exactly what the fixtures imply."""
@@ -21,8 +21,8 @@ from urllib.parse import urlencode
 import orjson
 import pytest
 
-from processor.channels import samples
 from processor.config import CHANNELS
+from processor.traffic import samples
 from tests.integration.services import Deployment, Service, free_port, http_get, wait_until
 
 pytestmark = pytest.mark.integration

@@ -24,7 +24,7 @@ from processor.events import (
     event_from_dict,
     plainly_valid,
 )
-from processor.simulate import Scenario, generate_events
+from processor.traffic.scenario import Scenario, generate_events
 
 SCHEMA = orjson.loads(SCHEMA_PATH.read_bytes())
 PROPERTIES: dict[str, dict[str, Any]] = SCHEMA["allOf"][0]["properties"]

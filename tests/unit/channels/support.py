@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from processor.channels import samples
 from processor.channels.base import WebhookRequest
+from processor.traffic import samples
 
 NOW_S = samples.DEFAULT_TIME_S + 3600
 """Arrival time of every test delivery: one hour after the samples' event time."""

@@ -7,11 +7,11 @@ import hmac
 
 import pytest
 
-from processor.channels import samples
 from processor.channels.base import Normalized, SignatureInvalid, WebhookRequest
 from processor.channels.chatwoot import ChatwootAdapter
 from processor.errors import InvalidEvent
 from processor.events import Author, EventType
+from processor.traffic import samples
 from tests.unit.channels.support import NOW_S, get, req, with_headers
 
 SECRET = "cw-webhook-secret"

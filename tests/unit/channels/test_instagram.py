@@ -5,11 +5,11 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from processor.channels import samples
 from processor.channels.base import Normalized, SignatureInvalid
 from processor.channels.instagram import InstagramAdapter
 from processor.errors import InvalidEvent
 from processor.events import Author
+from processor.traffic import samples
 from tests.unit.channels.support import get, req
 
 SECRET = "ig-app-secret"

@@ -9,11 +9,11 @@ import json
 
 import pytest
 
-from processor.channels import samples
 from processor.channels.base import Normalized, SignatureInvalid
 from processor.channels.line import LineAdapter
 from processor.errors import InvalidEvent
 from processor.events import Author
+from processor.traffic import samples
 from tests.unit.channels.support import get, req, with_headers
 
 SECRET = "line-channel-secret"

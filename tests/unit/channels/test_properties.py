@@ -16,7 +16,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from processor.channels import samples
 from processor.channels._support import hmac_sha256
 from processor.channels.base import ChannelAdapter, Normalized, SignatureInvalid
 from processor.channels.chatwoot import ChatwootAdapter, chatwoot_signature
@@ -30,6 +29,7 @@ from processor.channels.whatsapp import WhatsAppAdapter
 from processor.channels.x import XAdapter
 from processor.errors import InvalidEvent
 from processor.events import ConversationEvent
+from processor.traffic import samples
 from tests.unit.channels.support import NOW_S, req
 
 SECRET = "prop-secret"

@@ -6,11 +6,11 @@ from collections.abc import Callable
 
 import pytest
 
-from processor.channels import samples
 from processor.channels.base import Normalized, SignatureInvalid
 from processor.channels.telegram import TelegramAdapter
 from processor.errors import InvalidEvent
 from processor.events import Author
+from processor.traffic import samples
 from tests.unit.channels.support import get, req, with_headers
 
 SECRET = "tg_Secret-Token_1"

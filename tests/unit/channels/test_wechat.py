@@ -7,11 +7,11 @@ import time
 
 import pytest
 
-from processor.channels import samples
 from processor.channels.base import Normalized, SignatureInvalid, WebhookRequest
 from processor.channels.wechat import MAX_XML_BYTES, WeChatAdapter, wechat_signature
 from processor.errors import InvalidEvent
 from processor.events import Author, EventType
+from processor.traffic import samples
 from tests.unit.channels.support import NOW_MS, NOW_S, get, req
 
 TOKEN = "wechatToken2026"

@@ -5,12 +5,12 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from processor.channels import samples
 from processor.channels.base import Normalized, SignatureInvalid
 from processor.channels.meta import meta_signature
 from processor.channels.whatsapp import WhatsAppAdapter
 from processor.errors import InvalidEvent
 from processor.events import Author, EventType
+from processor.traffic import samples
 from tests.unit.channels.support import get, req, with_headers
 
 SECRET = "wa-app-secret"

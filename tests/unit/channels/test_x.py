@@ -9,11 +9,11 @@ import hmac
 import orjson
 import pytest
 
-from processor.channels import samples
 from processor.channels.base import Normalized, SignatureInvalid
 from processor.channels.x import XAdapter
 from processor.errors import InvalidEvent
 from processor.events import Author
+from processor.traffic import samples
 from tests.unit.channels.support import get, req, with_headers
 
 SECRET = "x-consumer-secret"

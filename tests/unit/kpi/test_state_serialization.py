@@ -11,7 +11,7 @@ from typing import Any
 
 from processor.events import ConversationEvent, EventType
 from processor.kpi.timeline import Timeline
-from processor.simulate import Scenario, generate_events
+from processor.traffic.scenario import Scenario, generate_events
 
 OPTIONAL_WIRE_FIELDS = (
     "account_id", "author", "agent_id", "customer_id", "team", "priority", "score", "scale",

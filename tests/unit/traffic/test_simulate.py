@@ -21,15 +21,9 @@ from hypothesis import strategies as st
 
 from processor.config import CHANNELS, Settings
 from processor.events import Author, ConversationEvent, EventType, Resolution, event_from_dict
-from processor.simulate import (
-    LiveOptions,
-    Scenario,
-    ScheduledEvent,
-    add_arguments,
-    generate_events,
-    run_live,
-    run_simulation,
-)
+from processor.traffic.scenario import Scenario, ScheduledEvent, generate_events
+from processor.traffic.simulate import add_arguments, run_simulation
+from processor.traffic.transport import LiveOptions, run_live
 
 START = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 

@@ -25,17 +25,10 @@ from processor.channels.registry import build_adapters
 from processor.config import CHANNELS, Settings
 from processor.events import Author, ConversationEvent, EventType, Resolution
 from processor.gateway.app import create_app
-from processor.simulate import (
-    HttpRequest,
-    LiveOptions,
-    Scenario,
-    ScheduledEvent,
-    add_arguments,
-    generate_events,
-    run_live,
-    run_simulation,
-)
-from processor.simulate_native import NativeEncoder, default_transport, missing_secrets
+from processor.traffic.native import NativeEncoder, default_transport, missing_secrets
+from processor.traffic.scenario import Scenario, ScheduledEvent, generate_events
+from processor.traffic.simulate import add_arguments, run_simulation
+from processor.traffic.transport import HttpRequest, LiveOptions, run_live
 
 START = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 META = ("whatsapp", "messenger", "instagram")
@@ -285,10 +278,10 @@ def test_transport_option_selects_the_native_encoder(monkeypatch: pytest.MonkeyP
 
     async def fake_live_main(*args: Any) -> Any:
         chosen.append(args[-1])
-        from processor.simulate import SendStats
+        from processor.traffic.transport import SendStats
         return SendStats()
 
-    monkeypatch.setattr("processor.simulate._live_main", fake_live_main)
+    monkeypatch.setattr("processor.traffic.simulate._live_main", fake_live_main)
     run_simulation(SETTINGS, parse("--duration", "0.1", "--progress", "0"))
     run_simulation(SETTINGS, parse("--duration", "0.1", "--transport", "canonical"))
     run_simulation(Settings(), parse("--duration", "0.1"))

@@ -3,7 +3,7 @@
 `NativeEncoder` implements the simulator's `Encoder`: every canonical event of a channel whose
 secret is configured (`Settings.secrets`, plus `Settings.verify_tokens` for the Meta channels,
 the same rule that enables the gateway's adapter) becomes the platform's native delivery, built
-with `processor.channels.samples` and signed with that secret, so the gateway's real adapters
+with `processor.traffic.samples` and signed with that secret, so the gateway's real adapters
 verify and normalize it. What a platform cannot say natively is posted to `/webhooks/canonical`
 instead (with `Authorization: Bearer` when `MSGKPI_CANONICAL_SECRET` is set), rewritten onto the
 same native thread so it lands in the same conversation.
@@ -71,12 +71,12 @@ from urllib.parse import urlencode
 
 import orjson
 
-from processor.channels import samples
 from processor.channels._support import UNKNOWN_AGENT
 from processor.channels.registry import META_CHANNELS
 from processor.config import CHANNELS, Settings
 from processor.events import Author, ConversationEvent, EventType, Resolution, event_from_dict
-from processor.simulate import HttpRequest
+from processor.traffic import samples
+from processor.traffic.transport import HttpRequest
 
 __all__ = [
     "NativeEncoder",

@@ -14,11 +14,11 @@ import orjson
 import pytest
 from aiokafka.errors import KafkaConnectionError
 
-from processor import replay as replay_module
 from processor.cli import _build_parser
 from processor.config import Settings
 from processor.errors import InvalidEvent
-from processor.replay import (
+from processor.traffic import replay as replay_module
+from processor.traffic.replay import (
     Pacer,
     ReplayFailed,
     ReplayStats,
