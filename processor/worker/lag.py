@@ -8,7 +8,19 @@ from typing import Any
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-__all__ = ["ConsumerLagCollector"]
+__all__ = ["ConsumerLagCollector", "next_offset_to_process"]
+
+
+def next_offset_to_process(consumer: Any, tp: Any, processed: Mapping[int, int]) -> int:
+    """The next offset of `tp` this worker must process: one past the last record it processed,
+    or, before its first record since the assignment, the group's committed offset. Faust keeps
+    a committed offset of 0, and none at all for a group that never committed, as None; both
+    mean the log start for a consumer that starts at the earliest record."""
+    done = processed.get(tp.partition)
+    if done is not None:
+        return done
+    committed = getattr(consumer, "_committed_offset", {}).get(tp)
+    return int(committed) if committed else 0
 
 
 class ConsumerLagCollector(Collector):
@@ -37,7 +49,6 @@ class ConsumerLagCollector(Collector):
             assigned = [tp for tp in consumer.assignment() if tp.topic == self._topic]
         except Exception:  # consumer not started yet: nothing to report
             return {}
-        read = self._app.monitor.tp_read_offsets or {}
         result: dict[int, int] = {}
         for tp in assigned:
             try:
@@ -46,9 +57,6 @@ class ConsumerLagCollector(Collector):
                 continue
             if highwater is None:
                 continue
-            next_offset = self._processed.get(tp.partition)
-            if next_offset is None:
-                last_read = read.get(tp)
-                next_offset = last_read + 1 if last_read is not None else 0
+            next_offset = next_offset_to_process(consumer, tp, self._processed)
             result[tp.partition] = max(0, int(highwater) - next_offset)
         return result

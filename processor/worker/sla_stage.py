@@ -55,6 +55,7 @@ from processor.kpi.sla import (
     whatsapp_window_closes_ms,
 )
 from processor.kpi.timeline import Ingested
+from processor.worker.lag import next_offset_to_process
 from processor.worker.processor import EventProcessor, StoredConversation
 from processor.worker.tables import ChangelogWriter
 
@@ -670,7 +671,6 @@ def events_caught_up(app: faust.App, events_topic: str, processor: EventProcesso
         assignment = consumer.assignment()
     except Exception:  # not started yet
         return {}
-    committed = getattr(consumer, "_committed_offset", {})
     out: dict[int, bool] = {}
     for tp in assignment:
         if tp.topic != events_topic:
@@ -679,12 +679,11 @@ def events_caught_up(app: faust.App, events_topic: str, processor: EventProcesso
             highwater = consumer.highwater(tp)
         except Exception:  # being revoked
             highwater = None
-        processed = processor.partition_next_offset.get(tp.partition)
-        next_offset = processed if processed is not None else committed.get(tp)
         if highwater is None or highwater < 0:
             out[tp.partition] = False
         else:
-            out[tp.partition] = int(highwater) <= (next_offset or 0)
+            out[tp.partition] = int(highwater) <= next_offset_to_process(
+                consumer, tp, processor.partition_next_offset)
     return out
 
 

@@ -29,6 +29,7 @@ from processor.worker.delivery import (
     DeliveryGuard,
     KafkaRanges,
 )
+from processor.worker.lag import next_offset_to_process
 from processor.worker.processor import EventProcessor, FactDelta, Record
 from processor.worker.tables import ChangelogWriter, string_keyed_table
 from processor.worker.windows import (
@@ -120,18 +121,19 @@ class WindowStage:
         """Records not yet processed per owned events partition (Faust's consumer view)."""
         consumer = self._app.consumer
         events_topic = self._settings.topics.events
-        committed = getattr(consumer, "_committed_offset", {})
+        processed = self._processor.partition_next_offset
         lag: dict[int, int] = {}
         for tp in consumer.assignment():
             if tp.topic != events_topic:
                 continue
             highwater = consumer.highwater(tp)
-            processed = self._processor.partition_next_offset.get(tp.partition)
-            next_offset = processed if processed is not None else committed.get(tp)
-            if highwater is None or next_offset is None:
-                lag[tp.partition] = -1  # not known yet: counts as behind
+            if highwater is None:
+                lag[tp.partition] = -1  # not fetched yet: counts as behind
             else:
-                lag[tp.partition] = max(0, int(highwater) - next_offset)
+                # An empty partition is caught up at once: nothing it could still deliver is
+                # older than what the others report.
+                lag[tp.partition] = max(
+                    0, int(highwater) - next_offset_to_process(consumer, tp, processed))
         return lag
 
     async def report_progress(self) -> None:
