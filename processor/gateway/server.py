@@ -40,7 +40,8 @@ def run_gateway(settings: Settings) -> int:
     """Run the gateway in the foreground; the exit status for the command line."""
     if not logging.getLogger().handlers:
         logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+            level=settings.log_level.upper(),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
     try:
         return asyncio.run(serve(settings))

@@ -23,7 +23,7 @@ from processor.export.worker_metrics import AwaitingCollector, WorkerMetrics
 from processor.kpi.awaiting import AwaitingIndex
 from processor.kpi.policy import PolicySet
 from processor.policy_file import load_policy_file
-from processor.topics import ensure_topics
+from processor.topics import TopicsUnavailable, ensure_topics
 from processor.worker.codec import ConversationCodec
 from processor.worker.delivery import (
     DELIVERY_CHECK_S,
@@ -44,6 +44,8 @@ log = logging.getLogger("msgkpi.worker")
 
 EXPIRY_SCAN_PER_BATCH = 500
 """Conversations checked for idle expiry after each batch (a full round spans many batches)."""
+EXIT_NO_BROKER = 69
+"""Exit status (EX_UNAVAILABLE) of a worker that could not reach Kafka at start-up."""
 PROMETHEUS_TEXT = "text/plain; version=0.0.4"
 """aiohttp refuses a charset in content_type; UTF-8 is the text format's default."""
 
@@ -232,7 +234,14 @@ def run_worker(settings: Settings) -> int:
     except ConfigError as exc:
         print(f"msgkpi worker: configuration error: {exc}", file=sys.stderr)
         return 2
-    asyncio.run(ensure_topics(settings.kafka_bootstrap, settings.topics))
+    # Until Faust configures logging, aiokafka's connection errors would reach stderr through
+    # logging's last-resort handler, beside our one-line message.
+    logging.getLogger("aiokafka").addHandler(logging.NullHandler())
+    try:
+        asyncio.run(ensure_topics(settings.kafka_bootstrap, settings.topics))
+    except TopicsUnavailable as exc:
+        print(f"msgkpi worker: no Kafka broker reachable: {exc}", file=sys.stderr)
+        return EXIT_NO_BROKER
     worker_app = build_worker(settings, CollectorRegistry(), policies)
     log.info("worker metrics on http://%s:%d/metrics", settings.worker_host,
              settings.worker_port)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import orjson
 import pytest
 
 from tests.integration.services import (
+    MSGKPI,
     Deployment,
     Service,
     free_port,
@@ -82,3 +84,27 @@ def test_one_conversation_on_new_topics_gets_window_kpis_and_no_lag_after_restar
     finally:
         worker.stop()
         gateway.stop()
+
+
+def test_a_worker_without_a_broker_says_so_in_one_line(tmp_path: Path) -> None:
+    closed = free_port()  # nothing listens there
+    result = subprocess.run(
+        [str(MSGKPI), "worker"], capture_output=True, text=True, timeout=120,
+        env={**Deployment(f"127.0.0.1:{closed}").env(),
+             "MSGKPI_WORKER_DATA_DIR": str(tmp_path / "data")})
+    assert result.returncode == 69, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert f"127.0.0.1:{closed}" in lines[0] and "Kafka" in lines[0]
+
+
+@pytest.mark.parametrize(("level", "info_lines"), [("warning", False), ("info", True)])
+def test_the_gateway_logs_at_msgkpi_log_level(kafka_bootstrap: str, tmp_path: Path,
+                                              level: str, info_lines: bool) -> None:
+    deployment = Deployment(kafka_bootstrap, extra_env={"MSGKPI_LOG_LEVEL": level})
+    gateway = Service(deployment, "gateway", free_port(), tmp_path)
+    try:
+        gateway.wait_http("/readyz")
+    finally:
+        gateway.stop()
+    assert (" INFO " in gateway.log_path.read_text()) is info_lines

@@ -1,4 +1,4 @@
-"""The traffic tools stay out of the pipeline, and their modules import each other without a loop."""
+"""The traffic tools stay out of the pipeline; their modules import each other without a loop."""
 
 from __future__ import annotations
 
