@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from pathlib import Path
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from typing import Any, Final
 
 import fastjsonschema
@@ -36,9 +37,10 @@ __all__ = [
     "plainly_valid",
 ]
 
-SCHEMA_PATH: Final = Path(__file__).resolve().parent.parent / "schemas" / (
-    "conversation-event.v1.schema.json"
-)
+SCHEMA_PATH: Final[Traversable] = files("processor").joinpath(
+    "schemas", "conversation-event.v1.schema.json")
+"""Package data: `processor/schemas` links to the top-level `schemas/`, the one source, and the
+wheel carries a copy of its files."""
 
 
 class EventType(StrEnum):
