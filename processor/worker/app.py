@@ -15,6 +15,7 @@ from typing import Any
 import faust
 import orjson
 from faust.web import Request, Response, View
+from faust.web.base import BlueprintManager
 from prometheus_client import CollectorRegistry, disable_created_metrics, generate_latest
 
 from processor.config import Settings
@@ -92,6 +93,9 @@ def build_worker(
     """Wire the Faust app: topics, the conversation table, the agent and the /metrics page.
     SLA targets of `policies` become histogram bucket edges, so 'share within target' is exact."""
     app = _faust_app(settings)
+    # No Faust view (app index, /router/, /table/{name}/{key}/, stats): they would show
+    # conversation state to anyone who can scrape the port. Only the pages below are served.
+    app.web.blueprints = BlueprintManager([])
     partitions = settings.topics.events_partitions
     events = app.topic(
         settings.topics.events, key_type=bytes, value_type=bytes, key_serializer="raw",

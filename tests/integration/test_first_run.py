@@ -81,6 +81,10 @@ def test_one_conversation_on_new_topics_gets_window_kpis_and_no_lag_after_restar
         time.sleep(3)
         assert lag_by_partition(worker) == {str(p): 0.0 for p in range(6)}, worker.log_tail()
         assert http_get(worker.url + "/healthz")[0] == 200
+        # Nothing but the metrics and health pages: Faust's views would show table contents.
+        for path in ("/", "/router/", "/table/conversations/first-run/", "/graph/",
+                     "/stats/", "/performance/"):
+            assert http_get(worker.url + path)[0] == 404, path
     finally:
         worker.stop()
         gateway.stop()
