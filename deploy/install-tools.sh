@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Installs the monitoring tools the tests use (promtool, amtool, prometheus, alertmanager) from
-# Debian's packages when they are missing, and makes sure no packaged service keeps running:
-# the tests start their own instances on their own ports.
+# Debian's packages when they are missing. Debian's packages would start their services on
+# install; the tests start their own instances on their own ports, so services are kept from
+# starting during the install (policy-rc.d answering 101, "action forbidden"). Nothing already
+# running on the host is touched.
 set -euo pipefail
+
+POLICY_RC_D=/usr/sbin/policy-rc.d
 
 need=()
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
@@ -15,11 +19,19 @@ if [[ $(id -u) -ne 0 ]]; then
 else
     SUDO=
 fi
-echo "install-tools: installing ${need[*]} from Debian packages" >&2
+
+# Keeps services from starting while packages install; an existing policy is left as it is.
+block_service_starts() {
+    [[ -e "$POLICY_RC_D" ]] && return 0
+    printf '#!/bin/sh\n# written by msgkpi install-tools.sh for the duration of an install\nexit 101\n' \
+        | $SUDO tee "$POLICY_RC_D" >/dev/null
+    $SUDO chmod 755 "$POLICY_RC_D"
+    trap '$SUDO rm -f "$POLICY_RC_D"' EXIT
+}
+
+echo "install-tools: installing ${need[*]} from Debian packages (their services are not started)" >&2
 export DEBIAN_FRONTEND=noninteractive
+block_service_starts
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-# Debian's packages may start their services; ours are started by the tests.
-pkill -x prometheus 2>/dev/null || true
-pkill -x prometheus-alertmanager 2>/dev/null || true
 command -v promtool >/dev/null && command -v amtool >/dev/null

@@ -12,8 +12,9 @@
 #   reset   stop and delete the broker's data (next start formats fresh storage)
 #
 # Environment:
-#   MSGKPI_KAFKA_BOOTSTRAP   host:port of the PLAINTEXT listener (default 127.0.0.1:9092);
-#                            the controller listens on port+1
+#   MSGKPI_KAFKA_BOOTSTRAP   host:port of the PLAINTEXT listener (default 127.0.0.1:9092)
+#   MSGKPI_KAFKA_CONTROLLER_PORT  port of the KRaft controller listener (default: the broker's
+#                            port + 100, e.g. 9192; not port + 1, which is Alertmanager's 9093)
 #   MSGKPI_CACHE_DIR         cache folder (default <repo>/.cache)
 #   MSGKPI_KAFKA_VERSION     org.apache.kafka:kafka_2.13 version (default below)
 #   MSGKPI_KAFKA_HEAP_OPTS   JVM heap options (default -Xmx512m -Xms256m)
@@ -55,7 +56,11 @@ if [[ -z "$HOST" || "$HOST" == "$BOOTSTRAP" || ! "$PORT" =~ ^[0-9]+$ ]]; then
     echo "kafka.sh: MSGKPI_KAFKA_BOOTSTRAP must be host:port, got '$BOOTSTRAP'" >&2
     exit 2
 fi
-CONTROLLER_PORT=$((PORT + 1))
+CONTROLLER_PORT="${MSGKPI_KAFKA_CONTROLLER_PORT:-$((PORT + 100))}"
+if [[ ! "$CONTROLLER_PORT" =~ ^[0-9]+$ || "$CONTROLLER_PORT" == "$PORT" ]]; then
+    echo "kafka.sh: MSGKPI_KAFKA_CONTROLLER_PORT must be a port other than $PORT, got '$CONTROLLER_PORT'" >&2
+    exit 2
+fi
 
 HEAP_OPTS="${MSGKPI_KAFKA_HEAP_OPTS:--Xmx512m -Xms256m}"
 START_TIMEOUT="${MSGKPI_KAFKA_START_TIMEOUT:-90}"
@@ -384,7 +389,7 @@ cmd_start() {
         local formatted_for
         formatted_for="$(sed -n 's/^bootstrap=//p' "$FORMATTED_FILE")"
         if [[ "$formatted_for" != "$HOST:$PORT" ]]; then
-            die "storage in $DATA_DIR was formatted for $formatted_for (controller on the next port), not $HOST:$PORT; run '$0 reset' first or use another MSGKPI_CACHE_DIR"
+            die "storage in $DATA_DIR was formatted for $formatted_for , not $HOST:$PORT; run '$0 reset' first or use another MSGKPI_CACHE_DIR"
         fi
     fi
     if [[ ! -f "$DATA_DIR/meta.properties" ]]; then

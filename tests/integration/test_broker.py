@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import uuid
 from collections.abc import AsyncIterator
 
@@ -184,3 +185,21 @@ async def test_broker_topics_idempotence_transactions_and_groups(
                 break
             await asyncio.sleep(0.2)
         assert seen == want
+
+
+def _accepts_connections(port: int) -> bool:
+    host = BOOTSTRAP.split(",")[0].rsplit(":", 1)[0]
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def test_controller_listener_leaves_alertmanagers_port_free() -> None:
+    """The KRaft controller listens on port + 100 (or MSGKPI_KAFKA_CONTROLLER_PORT), so
+    Alertmanager's default 9093 (the broker's 9092 + 1) stays free beside ``make up``."""
+    port = int(BOOTSTRAP.split(",")[0].rsplit(":", 1)[1])
+    controller = int(os.environ.get("MSGKPI_KAFKA_CONTROLLER_PORT", port + 100))
+    assert _accepts_connections(controller), f"no controller listener on {controller}"
+    assert not _accepts_connections(port + 1), f"port {port + 1} is taken beside the broker"
