@@ -79,7 +79,7 @@ async def _consume_to_end(consumer: AIOKafkaConsumer, topic: str) -> dict[int, l
     while True:
         batches = await consumer.getmany(timeout_ms=500)
         for tp, records in batches.items():
-            got[tp.partition].extend(r.value for r in records)  # type: ignore[misc]
+            got[tp.partition].extend(r.value for r in records)
         if all([await consumer.position(tp) >= end[tp] for tp in tps]):
             return got
 

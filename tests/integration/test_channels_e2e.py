@@ -285,7 +285,7 @@ def test_native_deliveries_of_every_channel_give_exact_metrics(
     assert worker.sample("msgkpi_worker_duplicates_total") == 1  # the WhatsApp redelivery
     assert worker.sample("msgkpi_worker_dlq_total", reason="invalid") == 0
 
-    wrong = {}
+    wrong: dict[tuple[str, str, str], tuple[object, object]] = {}
     for (channel, author), want in EXPECTED_MESSAGES.items():
         got = worker.sample("msgkpi_messages_total", channel=channel, author=author)
         if got != want:

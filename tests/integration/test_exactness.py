@@ -87,7 +87,7 @@ def test_sigkill_twice_mid_stream_gives_the_oracle_windows(
     processed_before_crash = 0.0
     for attempt in (1, 2):
         worker = Service(deployment, "worker", port, tmp_path, name=f"worker-{attempt}")
-        wait_until(lambda w=worker: w.sample("msgkpi_worker_events_total") >= total // 3,  # type: ignore[misc]
+        wait_until(lambda w=worker: w.sample("msgkpi_worker_events_total") >= total // 3,
                    240, interval_s=0.05, what="progress before the kill")
         processed_before_crash += worker.sample("msgkpi_worker_events_total")
         worker.kill()
@@ -127,7 +127,7 @@ def test_two_workers_with_a_rebalance_give_the_oracle_windows_and_disjoint_gauge
                     if name == "msgkpi_window_messages"}
 
         def disjoint_and_complete() -> bool:
-            a, b = gauge_channels(first), gauge_channels(second)  # type: ignore[arg-type]
+            a, b = gauge_channels(first), gauge_channels(second)
             return not (a & b) and (a | b) == {e.channel for e in events} and bool(a and b)
 
         wait_until(disjoint_and_complete, 60, interval_s=1,

@@ -116,7 +116,8 @@ def _pane(facts: list[Fact]) -> dict[str, int]:
     pane = WindowAggregate()
     for fact in facts:
         pane.apply(fact)
-    return pane.summary()["counts"]
+    counts: dict[str, int] = pane.summary()["counts"]
+    return counts
 
 
 def test_window_counts_first_contact_as_decided_minus_reopened() -> None:

@@ -29,7 +29,7 @@ from processor.kpi.sla import WHATSAPP_WINDOW_MS, SlaTracker, next_due_ms
 from processor.policy_file import parse_policy_text
 from processor.worker.codec import ConversationCodec
 from processor.worker.processor import EventProcessor, Record, StoredConversation
-from processor.worker.sla_stage import SCHEMA_NAME, SlaStage
+from processor.worker.sla_stage import SCHEMA_NAME, GaugeKey, SlaStage
 
 ROOT = Path(__file__).resolve().parents[3]
 VALIDATE = fastjsonschema.compile(
@@ -363,7 +363,7 @@ def test_caught_up_uses_the_wall_clock_and_event_time_never_runs_ahead_of_it() -
 # -- gauges ------------------------------------------------------------------------------------
 
 def test_at_risk_gauge_counts_warned_not_yet_breached_running_clocks(w: Worker) -> None:
-    key = ("whatsapp", "wa", "first_response")
+    key: GaugeKey = ("whatsapp", "wa", "first_response")
     w.feed(customer("m1", 0), customer("x1", 0, "c2"), customer("y1", 0, "c3"))
     w.tick(31)
     assert w.stage.at_risk()[key] == 3
@@ -397,7 +397,7 @@ def test_whatsapp_window_gauge(w: Worker) -> None:
 def test_revoked_partitions_have_no_timers_or_gauges_and_rebuild_restores_them(w: Worker) -> None:
     w.feed(customer("m1", 0), customer("p1", 0, "p", partition=1))
     w.tick(31)
-    key = ("whatsapp", "wa", "first_response")
+    key: GaugeKey = ("whatsapp", "wa", "first_response")
     assert w.stage.at_risk()[key] == 2
     w.processor.forget_partitions({1})
     w.stage.forget({1})
