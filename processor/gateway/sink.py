@@ -16,6 +16,7 @@ from typing import Any, Final, Protocol, Self
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError
 from aiokafka.protocol.metadata import MetadataRequest
+from aiokafka.protocol.offset import OffsetRequest
 
 from processor.config import Settings
 from processor.errors import MsgkpiError, SinkUnavailable
@@ -36,6 +37,8 @@ MAX_EVENT_BYTES: Final = 1_000_000
 """Below Kafka's default message.max.bytes (1,048,588) and aiokafka's max_request_size."""
 _BACKOFF_FIRST_S: Final = 0.5
 _BACKOFF_MAX_S: Final = 5.0
+_LATEST_OFFSET: Final = -1
+"""ListOffsets timestamp meaning the end of the partition."""
 
 
 class EventSink(Protocol):
@@ -187,13 +190,15 @@ class KafkaEventSink:
             raise ProduceFailed("kafka_error", f"Kafka refused the write: {exc!r}") from exc
 
     async def ready(self) -> bool:
-        """A started producer and a metadata answer naming the events topic, within ~2 s."""
+        """A started producer (so its producer id is assigned) whose own metadata names a
+        leader for every partition of the events topic, and every leader answering for its
+        partitions; within ~2 s."""
         producer = self._producer
         if producer is None:
             return False
         try:
             async with asyncio.timeout(self._ready_timeout_s):
-                return await _topic_has_partitions(producer, self._topic)
+                return await _topic_writable(producer, self._topic)
         except (TimeoutError, KafkaError, OSError) as exc:
             log.info("readiness check failed: %r", exc)
             return False
@@ -301,7 +306,15 @@ def _mark_retrieved(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
-async def _topic_has_partitions(producer: Producer, topic: str) -> bool:
+async def _topic_writable(producer: Producer, topic: str) -> bool:
+    """True when a write to any partition of `topic` would be taken now.
+
+    A topic is listed with partitions before its leaders serve them: on a new broker the first
+    writes then come back NOT_LEADER_OR_FOLLOWER and are retried for seconds. So every
+    partition must have a leader, and every leader must answer for its partitions' end offsets,
+    which a broker does only for partitions it leads. The metadata request never creates the
+    topic, whatever the cluster's auto-creation setting.
+    """
     client = getattr(producer, "client", None)
     if client is None:
         return True  # not an aiokafka producer: started is all we can know
@@ -309,10 +322,42 @@ async def _topic_has_partitions(producer: Producer, topic: str) -> bool:
     if node is None:
         return False
     response = await client.send(node, MetadataRequest([topic], allow_auto_topic_creation=False))
-    for meta in response.to_object()["topics"]:
-        if meta["topic"] == topic:
-            return bool(meta["error_code"] == 0 and meta["partitions"])
-    return False
+    leaders = _partitions_by_leader(response.to_object(), topic)
+    if not leaders:
+        return False
+    answers = await asyncio.gather(*(
+        _leads_all(client, leader, topic, owned) for leader, owned in leaders.items()
+    ))
+    if not all(answers):
+        return False
+    if client.cluster.partitions_for_topic(topic) is None:
+        client.add_topic(topic)  # so the first send finds the topic in the producer's metadata
+        await client.force_metadata_update()
+    return True
+
+
+def _partitions_by_leader(metadata: dict[str, Any], topic: str) -> dict[int, list[int]]:
+    """{leader: [partition, ...]} when the topic and every partition of it have a leader."""
+    leaders: dict[int, list[int]] = {}
+    for meta in metadata["topics"]:
+        if meta["topic"] != topic or meta["error_code"] != 0:
+            continue
+        for partition in sorted(meta["partitions"], key=lambda p: int(p["partition"])):
+            if partition["error_code"] != 0 or partition["leader"] < 0:
+                return {}
+            leaders.setdefault(partition["leader"], []).append(partition["partition"])
+    return leaders
+
+
+async def _leads_all(client: Any, node: int, topic: str, partitions: list[int]) -> bool:
+    request = OffsetRequest(-1, 0, [(topic, [(p, _LATEST_OFFSET) for p in partitions])])
+    response = await client.send(node, request)
+    errors = {
+        partition: error_code
+        for name, answers in response.topics if name == topic
+        for partition, error_code, *_ in answers
+    }
+    return sorted(errors) == partitions and not any(errors.values())
 
 
 async def _abandon(producer: Producer) -> None:

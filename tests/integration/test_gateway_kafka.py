@@ -7,6 +7,7 @@ Each test uses its own topic names, created with `ensure_topics`, and deletes th
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 import uuid
@@ -201,3 +202,35 @@ async def test_missing_topic_is_503_then_recovers_once_created(topics: Topics) -
             await client.close()
         records = await read_all(topics.events, topics.events_partitions)
         assert [v for _, _, v in records] == [event_from_dict(event(1, "conv-1")).to_json()]
+
+
+async def test_ready_on_a_new_topic_means_every_partition_takes_a_write_at_once(
+    admin: AIOKafkaAdminClient, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A topic is listed with partitions a moment before its leaders serve them; a gateway
+    that said ready then answered its first event with a 503 after 10 s on a brand-new broker
+    (#10 item 3). Ready must mean that a write to every partition is taken without a
+    NOT_LEADER retry. Several fresh topics, each polled for readiness while it is created."""
+    partitioner = DefaultPartitioner()
+    conversations = {partitioner(f"c{i}".encode(), list(range(6)), list(range(6))): f"c{i}"
+                     for i in range(200)}
+    assert sorted(conversations) == list(range(6))
+    caplog.set_level(logging.WARNING, logger="aiokafka.producer.sender")
+    for _ in range(4):
+        names = unique_topics()
+        try:
+            async with asyncio.timeout(TIMEOUT_S), KafkaEventSink(
+                    BOOTSTRAP, names.events, produce_timeout_s=10) as sink:
+                creating = asyncio.create_task(ensure_topics(BOOTSTRAP, names, timeout_s=30))
+                while not await sink.ready():
+                    await asyncio.sleep(0.005)
+                started = time.monotonic()
+                await sink.send([event_from_dict(event(p, conversation))
+                                 for p, conversation in sorted(conversations.items())])
+                elapsed = time.monotonic() - started
+                await creating
+        finally:
+            await admin.delete_topics([s.name for s in topic_specs(names)], timeout_ms=10_000)
+        retries = [r.getMessage() for r in caplog.records if "retrying" in r.getMessage()]
+        assert retries == []
+        assert elapsed < 1.0
