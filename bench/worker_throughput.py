@@ -1,11 +1,16 @@
-"""Worker throughput on a preloaded topic, beside a bare aiokafka consumer in the same run.
+"""Worker throughput on a preloaded topic, beside its peers on the same topic in the same run.
 
 1. Preload N realistic canonical events (the simulator's generator) into a fresh topic.
-2. Baseline: a bare aiokafka consumer reads and JSON-parses every record.
-3. Worker: `msgkpi worker` (a real subprocess, its own consumer group) processes the same
-   topic; its rate is measured from its own counter, from the first processed event to the
-   last, so start-up and the group join are not counted.
-Prints both rates and their ratio; `--record` appends a row to bench/RESULTS.md.
+2. Bare aiokafka: one consumer reads and JSON-parses every record (the client's ceiling).
+3. Faust no-op: a Faust agent that only counts (the framework's ceiling).
+4. Plain Faust app: one Table of conversation state, the peers' minimal FRT/reply/resolution
+   state machine (bench/peers/).
+5. Quix Streams: the same state machine as keyed state, from a venv of its own under .cache/
+   (made here on first use; never a project dependency).
+6. `msgkpi worker` (a real subprocess, its own consumer group).
+Each process's rate is taken from its own counter, from the first processed event to the last,
+so start-up and the group join are not counted. Prints the rates and the worker's ratios;
+`--record` appends a row to bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -31,7 +36,10 @@ from processor.topics import ensure_topics
 from processor.traffic.scenario import Scenario, generate_events
 
 REPO = Path(__file__).resolve().parents[1]
+PEERS = REPO / "bench" / "peers"
 BOOTSTRAP = os.environ.get("MSGKPI_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+QUIX_VENV = REPO / ".cache" / "bench-quix-venv"
+QUIX_REQUIREMENT = "quixstreams==3.28.*"
 
 
 def _events(count: int) -> list[tuple[bytes, bytes]]:
@@ -110,6 +118,8 @@ def _rate_of(command: list[str], env: dict[str, str], log_path: Path, expected: 
         first_at = None
         first_count = 0.0
         while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise SystemExit(f"{command[1]} exited with {process.returncode}; see {log_path}")
             count = _events_processed(port)
             now = time.perf_counter()
             if count > 0 and first_at is None:
@@ -125,11 +135,24 @@ def _rate_of(command: list[str], env: dict[str, str], log_path: Path, expected: 
         process.wait(timeout=30)
 
 
-def _faust_noop_rate(topic: str, expected: int, port: int, timeout_s: float) -> float:
+def _peer_rate(script: Path, python: str, topic: str, name: str, expected: int, port: int,
+               timeout_s: float) -> float:
     env = {**os.environ, "MSGKPI_KAFKA_BOOTSTRAP": BOOTSTRAP}
-    command = [sys.executable, str(REPO / "bench" / "faust_noop.py"), topic, str(port)]
-    return _rate_of(command, env, REPO / ".cache" / "bench" / f"{topic}-noop.log", expected,
+    data_dir = REPO / ".cache" / "bench" / f"{topic}-{name}"
+    command = [python, str(script), topic, str(port), str(data_dir)]
+    return _rate_of(command, env, REPO / ".cache" / "bench" / f"{topic}-{name}.log", expected,
                     port, timeout_s)
+
+
+def _quix_python() -> str:
+    """The Quix Streams peer's interpreter: a venv of its own, made once."""
+    python = QUIX_VENV / "bin" / "python"
+    if not python.exists():
+        print(f"making {QUIX_VENV} ({QUIX_REQUIREMENT}) for the Quix Streams peer")
+        subprocess.run([sys.executable, "-m", "venv", str(QUIX_VENV)], check=True)
+    subprocess.run([str(python), "-m", "pip", "install", "-q", QUIX_REQUIREMENT, "orjson"],
+                   check=True)
+    return str(python)
 
 
 def _worker_rate(prefix: str, expected: int, port: int, timeout_s: float) -> float:
@@ -152,31 +175,40 @@ def _record(results: str) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--port", type=int, default=6099)
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--record", action="store_true", help="append to bench/RESULTS.md")
     args = parser.parse_args()
 
+    quix_python = _quix_python()
     prefix = f"bench-{uuid.uuid4().hex[:8]}"
     topics = Topics.with_prefix(prefix)
     asyncio.run(ensure_topics(BOOTSTRAP, topics))
     records = _events(args.events)
     started = time.perf_counter()
     asyncio.run(_preload(topics.events, records))
-    print(f"preloaded {len(records)} events into {topics.events} in "
+    count = len(records)
+    print(f"preloaded {count} events into {topics.events} in "
           f"{time.perf_counter() - started:.1f}s")
-    bare = asyncio.run(_bare_consumer_rate(topics.events, len(records)))
-    print(f"bare aiokafka consumer + orjson: {bare:,.0f} events/s")
-    noop = _faust_noop_rate(topics.events, len(records), args.port + 1, args.timeout)
-    print(f"faust agent that only counts:    {noop:,.0f} events/s")
-    worker = _worker_rate(prefix, len(records), args.port, args.timeout)
-    print(f"msgkpi worker:                   {worker:,.0f} events/s")
-    print(f"ratio worker / bare aiokafka:    {worker / bare:.3f}")
-    print(f"ratio worker / faust no-op:      {worker / noop:.2f}")
+    rates = {"bare aiokafka + orjson": asyncio.run(_bare_consumer_rate(topics.events, count))}
+    peers = (("faust no-op", REPO / "bench" / "faust_noop.py", sys.executable),
+             ("plain Faust app, one Table", PEERS / "faust_state.py", sys.executable),
+             ("Quix Streams, keyed state", PEERS / "quix_state.py", quix_python))
+    for offset, (name, script, python) in enumerate(peers, start=1):
+        rates[name] = _peer_rate(script, python, topics.events, script.stem, count,
+                                 args.port + offset, args.timeout)
+        print(f"{name + ':':<34}{rates[name]:>10,.0f} events/s")
+    worker = rates["msgkpi worker"] = _worker_rate(prefix, count, args.port, args.timeout)
+    print(f"{'msgkpi worker:':<34}{worker:>10,.0f} events/s")
+    for name, rate in rates.items():
+        if name != "msgkpi worker":
+            print(f"ratio worker / {name + ':':<32}{worker / rate:.3f}")
     row = (f"| {datetime.now(UTC):%Y-%m-%d %H:%M} | {platform.machine()} {os.cpu_count()} cores, "
-           f"Python {platform.python_version()} | {len(records)} | {bare:,.0f} | {noop:,.0f} | "
-           f"{worker:,.0f} | {worker / bare:.3f} | {worker / noop:.2f} |")
+           f"Python {platform.python_version()} | {count} | "
+           + " | ".join(f"{rate:,.0f}" for rate in rates.values())
+           + f" | {worker / rates['Quix Streams, keyed state']:.2f}"
+           f" | {worker / rates['plain Faust app, one Table']:.2f} |")
     print(row)
     if args.record:
         _record(row)
