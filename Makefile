@@ -11,13 +11,14 @@ PYTEST_ARGS ?=
 
 export MSGKPI_KAFKA_BOOTSTRAP ?= 127.0.0.1:9092
 
-.PHONY: help venv run test up down bench lint unit integration tools kafka-start kafka-stop
+.PHONY: help venv run test up down bench bench-gateway bench-scale lint unit integration tools kafka-start kafka-stop
 
 help:
 	@echo "make run    start Kafka, gateway, worker and the simulator (Ctrl-C stops all)"
 	@echo "make test   the whole suite on a real broker (installs what it needs)"
 	@echo "make up     broker, gateway and worker in the background; make down stops them"
-	@echo "make bench  worker throughput benchmark (results in bench/RESULTS.md)"
+	@echo "make bench  worker throughput beside its peers (results in bench/RESULTS.md)"
+	@echo "make bench-gateway / bench-scale  gateway requests/s; worker memory and restart time"
 	@echo "make lint   ruff and mypy"
 
 $(STAMP): pyproject.toml
@@ -53,7 +54,13 @@ down:
 	@bash deploy/up.sh down
 
 bench: venv kafka-start
-	$(BIN)/python bench/worker_throughput.py
+	$(BIN)/python -m bench.worker_throughput
+
+bench-gateway: venv kafka-start
+	$(BIN)/python -m bench.gateway_throughput
+
+bench-scale: venv kafka-start
+	$(BIN)/python -m bench.worker_scale
 
 lint: venv
 	$(BIN)/ruff check processor tests bench

@@ -31,7 +31,12 @@ from processor.worker.delivery import (
     DeliveryCollector,
     DeliveryGuard,
     KafkaRanges,
-    keep_gaps_unacked,
+)
+from processor.worker.faust_seams import (
+    BatchCollector,
+    batch_consumer,
+    deliver_batches,
+    use_batch_consumer,
 )
 from processor.worker.lag import ConsumerLagCollector
 from processor.worker.processor import EventProcessor, Record, Rejected
@@ -83,6 +88,7 @@ def _faust_app(settings: Settings) -> faust.App:
         producer_acks=-1,
         producer_linger_ms=5,
         producer_max_batch_size=256 * 1024,
+        broker_max_poll_records=settings.batch_max,
         stream_wait_empty=False,
     )
 
@@ -93,6 +99,7 @@ def build_worker(
     """Wire the Faust app: topics, the conversation table, the agent and the /metrics page.
     SLA targets of `policies` become histogram bucket edges, so 'share within target' is exact."""
     app = _faust_app(settings)
+    use_batch_consumer(app)
     # No Faust view (app index, /router/, /table/{name}/{key}/, stats): they would show
     # conversation state to anyone who can scrape the port. Only the pages below are served.
     app.web.blueprints = BlueprintManager([])
@@ -133,7 +140,7 @@ def build_worker(
     guard = DeliveryGuard(KafkaRanges(settings.kafka_bootstrap, settings.app_id,
                                       settings.topics.events))
     registry.register(DeliveryCollector([guard, windows.guard]))
-    keep_gaps_unacked(app)
+    registry.register(BatchCollector(batch_consumer(app)))
 
     async def process(records: list[Record]) -> None:
         """One batch, completed by the guard (the caller holds `unsettled`): state, facts
@@ -153,17 +160,12 @@ def build_worker(
                     for index, reason in outcome.rejected]
         await asyncio.gather(*rejected)
 
-    @app.agent(events, name="msgkpi.process-events")
-    async def process_events(stream: faust.StreamT[bytes]) -> None:
-        batches = stream.take_events(  # type: ignore[attr-defined]
-            settings.batch_max, within=settings.batch_within_s
-        )
-        async for batch in batches:
-            async with unsettled:
-                await guard.process(app, [Record(event.message.partition, event.key,
-                                                 event.value, event.message.offset,
-                                                 _timestamp_ms(event.message.timestamp))
-                                          for event in batch], process)
+    async def process_fetched(records: list[Record]) -> None:
+        """Each fetch's events, as one batch (see faust_seams)."""
+        async with unsettled:
+            await guard.process(app, records, process)
+
+    deliver_batches(app, events, process_fetched)
 
     @app.timer(DELIVERY_CHECK_S)  # type: ignore[untyped-decorator]
     async def process_dropped_tails() -> None:

@@ -14,7 +14,8 @@ straight from Kafka and puts in front, in offset order. A hole at the end of a p
 partition that delivered nothing since its assignment) shows when the partition stays short of
 its high-water mark (`stalled`). The records the guard read
 itself are acknowledged to Faust after they are processed (`acknowledge`), so the commit moves
-past them only then; `keep_gaps_unacked` stops Faust from counting holes as done on its own.
+past them only then; `faust_seams.BatchConsumer` stops Faust from counting holes as done on its
+own.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from faust.types import TP, Message
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from processor.worker.faust_seams import handed_out
 from processor.worker.processor import Record
 
 __all__ = [
@@ -38,7 +40,6 @@ __all__ = [
     "DeliveryCollector",
     "DeliveryGuard",
     "KafkaRanges",
-    "keep_gaps_unacked",
     "stop_unprocessed",
 ]
 
@@ -158,15 +159,23 @@ class DeliveryGuard:
             self._next[record.partition] = record.offset + 1
         return out
 
-    async def stalled(self, highwaters: Mapping[int, int | None]) -> list[Record]:
+    async def stalled(self, highwaters: Mapping[int, int | None],
+                      handed_out: Mapping[int, int | None] | None = None) -> list[Record]:
         """Records of partitions that stopped short of their high-water mark and made no
         progress since the previous call (Faust dropped their tail, or everything it was to
-        deliver since the assignment). Call only while no rebalance or recovery is under way
-        (`forget_looks` when one is)."""
+        deliver since the assignment). `handed_out` is, per partition where the Kafka client
+        knows it, the next offset it will hand to Faust (-1: nothing handed out since the
+        assignment): a partition whose records up to there
+        were all processed is only waiting for its fetch (a backlog serves partitions in turn,
+        for seconds each), and what is missing is read up to there only. Call only while no
+        rebalance or recovery is under way (`forget_looks` when one is)."""
+        handed_out = handed_out or {}
         out: list[Record] = []
         for partition, highwater in highwaters.items():
             expected = self._next.get(partition)
-            if highwater is None or (expected is not None and expected >= highwater):
+            fetched = handed_out.get(partition)
+            if highwater is None or (expected is not None and
+                                     (expected >= highwater or _waiting(expected, fetched))):
                 self._quiet.pop(partition, None)
                 continue
             mark = -1 if expected is None else expected
@@ -176,11 +185,12 @@ class DeliveryGuard:
             self._quiet.pop(partition, None)
             if expected is None:
                 expected = self._next[partition] = await self._ranges.committed(partition)
-                if expected >= highwater:
+                if expected >= highwater or _waiting(expected, fetched):
                     continue
-            found = await self._fill(partition, expected, highwater)
+            end = highwater if fetched is None else min(highwater, fetched)
+            found = await self._fill(partition, expected, end)
             if not found:  # nothing there any more (retention)
-                self._next[partition] = highwater
+                self._next[partition] = end
             out += found  # `complete` takes them from `expected` on
         return out
 
@@ -221,10 +231,16 @@ class DeliveryGuard:
             self.forget_looks()
             return
         consumer = app.consumer
-        tails = await self.stalled({tp.partition: consumer.highwater(tp)
-                                    for tp in consumer.assignment() if tp.topic == self.topic})
+        owned = [tp for tp in consumer.assignment() if tp.topic == self.topic]
+        tails = await self.stalled({tp.partition: consumer.highwater(tp) for tp in owned},
+                                   {tp.partition: handed_out(consumer, tp) for tp in owned})
         if tails:
             await self.process(app, tails, handle)
+
+
+def _waiting(expected: int, fetched: int | None) -> bool:
+    """Everything the client handed out is processed: the rest is still to be fetched."""
+    return fetched is not None and fetched <= expected
 
 
 class DeliveryCollector(Collector):
@@ -252,16 +268,6 @@ def _faust_message(topic: str, record: Record) -> Message:
     return Message(topic, record.partition, record.offset,
                    (record.timestamp_ms or 0) / 1000, 0, None, record.key, record.value, None,
                    tp=TP(topic, record.partition))
-
-
-async def _keep_hole_unacked(tp: Any, offset_from: int, offset_to: int) -> None:
-    """Replaces Faust's `Consumer._add_gap` (see the module docstring)."""
-
-
-def keep_gaps_unacked(app: faust.App) -> None:
-    """Faust marks offsets it never delivered as acknowledged; the guard acknowledges them
-    once it has processed them instead."""
-    app.consumer._add_gap = _keep_hole_unacked  # type: ignore[attr-defined]
 
 
 def stop_unprocessed(agent: str, error: BaseException) -> NoReturn:

@@ -29,6 +29,7 @@ from processor.worker.delivery import (
     DeliveryGuard,
     KafkaRanges,
 )
+from processor.worker.faust_seams import deliver_batches
 from processor.worker.lag import next_offset_to_process
 from processor.worker.processor import EventProcessor, FactDelta, Record
 from processor.worker.tables import ChangelogWriter, string_keyed_table
@@ -411,20 +412,13 @@ class _RateFamilies:
 
 def attach_window_stage(app: faust.App, settings: Settings, registry: CollectorRegistry,
                         processor: EventProcessor, unsettled: asyncio.Lock) -> WindowStage:
-    """Wire the stage's agent, timers and rebalance handlers. Progress reports are sent under
-    `unsettled`, which the event agent holds from a batch's processing until its deltas are
-    acknowledged: a report never speaks for events whose deltas it could overtake."""
+    """Wire the stage's batch handler, timers and rebalance handlers. Progress reports are sent
+    under `unsettled`, which the events handler holds from a batch's processing until its
+    deltas are acknowledged: a report never speaks for events whose deltas it could overtake."""
     stage = WindowStage(app, settings, processor)
     registry.register(WindowCollector(stage, settings.max_agent_labels))
 
-    @app.agent(stage.facts, name="msgkpi.windows")
-    async def aggregate_windows(stream: faust.StreamT[bytes]) -> None:
-        batches = stream.take_events(  # type: ignore[attr-defined]
-            settings.batch_max, within=settings.batch_within_s
-        )
-        async for batch in batches:
-            await stage.handle([Record(event.message.partition, event.key, event.value,
-                                       event.message.offset) for event in batch])
+    deliver_batches(app, stage.facts, stage.handle)
 
     @app.timer(settings.snapshot_interval_s)  # type: ignore[untyped-decorator]
     async def publish_snapshots() -> None:

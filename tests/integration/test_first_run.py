@@ -66,6 +66,11 @@ def test_one_conversation_on_new_topics_gets_window_kpis_and_no_lag_after_restar
                    what=f"msgkpi_window_first_response_seconds for {CHANNEL}")
         assert worker.sample("msgkpi_window_first_response_seconds", channel=CHANNEL,
                              window="1h", stat="avg") == 30.0
+        # Both events and facts came through the batch seam (faust_seams), not Faust streams.
+        events_topic = f"msgkpi-test-{deployment.tag}.events"
+        assert worker.sample("msgkpi_worker_batched_records_total", topic=events_topic) >= 2
+        assert worker.sample("msgkpi_worker_batches_total",
+                             topic=f"msgkpi-test-{deployment.tag}-facts") >= 1
         wait_until(lambda: len(lag_by_partition(worker)) == 6
                    and set(lag_by_partition(worker).values()) == {0.0}, 30,
                    what="consumer lag 0 on all six partitions")

@@ -152,3 +152,34 @@ def test_looks_taken_before_a_rebalance_do_not_count() -> None:
     guard.forget_looks()
     assert asyncio.run(guard.stalled({0: 5})) == []  # a first look again
     assert len(asyncio.run(guard.stalled({0: 5}))) == 5
+
+
+def test_a_partition_waiting_for_its_fetch_is_not_read_behind_the_client() -> None:
+    """A backlog serves partitions in turn (a 1 MB fetch each), so one may make no progress
+    for seconds; when the client has handed out nothing beyond what was processed, nothing is
+    missing and the guard must not read the partition itself."""
+    log = Log({0: 10}, committed={0: 0})
+    guard = DeliveryGuard(log)  # type: ignore[arg-type]
+    complete(guard, log.delivered(0, 0, 1, 2))
+    for _ in range(3):
+        assert asyncio.run(guard.stalled({0: 10}, {0: 3})) == []
+    assert log.reads == []
+
+
+def test_records_handed_out_and_lost_are_read_up_to_the_client_position_only() -> None:
+    log = Log({0: 10}, committed={0: 0})
+    guard = DeliveryGuard(log)  # type: ignore[arg-type]
+    complete(guard, log.delivered(0, 0, 1, 2))
+    assert asyncio.run(guard.stalled({0: 10}, {0: 6})) == []  # first look
+    tail = asyncio.run(guard.stalled({0: 10}, {0: 6}))
+    assert [r.offset for r in tail] == [3, 4, 5]
+    assert log.reads == [(0, 3, 6)]
+
+
+def test_nothing_fetched_since_the_assignment_is_not_read_behind_the_client() -> None:
+    log = Log({0: 5}, committed={0: 2})
+    guard = DeliveryGuard(log)  # type: ignore[arg-type]
+    for position in (2, -1):  # at the commit, or no position at all yet
+        assert asyncio.run(guard.stalled({0: 5}, {0: position})) == []
+        assert asyncio.run(guard.stalled({0: 5}, {0: position})) == []
+    assert log.reads == []

@@ -1,0 +1,238 @@
+"""Where the worker goes under faust-streaming, all in one place, for the pinned version only.
+
+1. **Batch delivery.** Faust hands every record to its stream one at a time: `_drain_messages`
+   awaits `wait_first(callback(message), suspend_flow.wait())` per record (four tasks and an
+   `asyncio.wait`), then the conductor queues it for the stream, whose iterator and ack take
+   their own turns: about 70 us per record on the bench machine, a quarter of the worker's time
+   (bench/RESULTS.md). faust-streaming has no supported way to receive a fetch as a batch:
+   `take` buffers the same per-record stream (upstream: robinhood/faust issue #563, "Message
+   consumption is slow", still open; faust-streaming/faust pull request #192, a manually
+   acknowledged `take`, unmerged). `BatchConsumer` drains
+   each fetch itself: the records of a topic registered with `deliver_batches` go to its
+   handler as one list, are acknowledged once it returns, and never enter a stream; every other
+   topic (table changelogs in recovery) takes Faust's own path unchanged.
+2. **Holes are not acknowledged by Faust.** Faust counts offsets it never delivered as done
+   ("gaps"); the delivery guard (processor.worker.delivery) reads and processes them and
+   acknowledges them itself, so `_add_gap` does nothing here.
+
+`check_faust_version` refuses any other faust-streaming than the one these were written and
+tested against (tests/unit/worker/test_faust_seams.py fails if the seam stops being used).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from typing import Any, Final
+
+import faust
+from faust.transport.drivers.aiokafka import Consumer as AIOKafkaDriverConsumer
+from faust.transport.drivers.aiokafka import Transport as AIOKafkaTransport
+from faust.types import TP, Message
+from faust.types.tuples import ack_lock
+from mode.utils.futures import notify
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from processor.errors import ConfigError
+from processor.worker.processor import Record
+
+__all__ = [
+    "FAUST_VERSION",
+    "BatchCollector",
+    "BatchConsumer",
+    "BatchHandler",
+    "BatchTransport",
+    "batch_consumer",
+    "check_faust_version",
+    "deliver_batches",
+    "handed_out",
+    "use_batch_consumer",
+]
+
+log = logging.getLogger("msgkpi.worker.faust")
+
+FAUST_VERSION: Final = "0.15.3"
+"""The faust-streaming release whose consumer internals the seams below rely on."""
+_YIELD_EVERY: Final = 100
+"""Records of other topics between two turns given to the event loop (as Faust does)."""
+
+BatchHandler = Callable[[list[Record]], Awaitable[None]]
+"""Processes one fetch's records of a topic (offset order per partition); returns once done."""
+
+
+def check_faust_version(installed: str | None = None) -> None:
+    installed = installed or faust.__version__
+    if installed != FAUST_VERSION:
+        raise ConfigError(
+            "faust-streaming",
+            f"msgkpi's worker needs faust-streaming {FAUST_VERSION} (its batch delivery goes "
+            f"under Faust's consumer), found {installed}",
+        )
+
+
+class BatchConsumer(AIOKafkaDriverConsumer):
+    """Faust's aiokafka consumer, draining registered topics in batches (module docstring)."""
+
+    batch_handlers: dict[str, Callable[[list[Message]], Awaitable[None]]]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.batch_handlers = {}
+        self.batches: Counter[str] = Counter()
+        """Batches handed to the handlers, per topic."""
+        self.batched_records: Counter[str] = Counter()
+
+    async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
+        """Holes stay unacknowledged until the delivery guard has processed them."""
+
+    async def _drain_messages(self, fetcher: Any) -> None:
+        try:
+            while not (self._stopped.is_set() or fetcher._stopped.is_set()):
+                await self.sleep(0)
+                if self.should_stop:
+                    continue
+                batches = await self._drain_one_fetch()
+                for topic, messages in batches.items():
+                    await self.batch_handlers[topic](messages)
+                    self.batches[topic] += 1
+                    self.batched_records[topic] += len(messages)
+                await self._commit_every_n_acks()
+        except self.consumer_stopped_errors:
+            if self.transport.app.should_stop:
+                return
+            raise
+        except asyncio.CancelledError:
+            if self.transport.app.should_stop:
+                return
+            raise
+
+    async def _drain_one_fetch(self) -> dict[str, list[Message]]:
+        """One fetch: registered topics' records collected per topic, the others delivered
+        one by one as Faust does."""
+        batches: dict[str, list[Message]] = {}
+        read_offset = self._read_offset
+        since_yield = 0
+        async for tp, message in self.getmany(timeout=1.0):
+            last = read_offset[tp]
+            if last is not None and message.offset < last:
+                continue  # read already: Faust drops these too
+            batch = batches.get(tp.topic)
+            if batch is None and tp.topic in self.batch_handlers:
+                batch = batches[tp.topic] = []
+            if batch is not None:
+                batch.append(message)
+            else:
+                since_yield += 1
+                if since_yield > _YIELD_EVERY:
+                    await asyncio.sleep(0)
+                    since_yield = 0
+                await self._deliver_one(tp, message, last)
+            read_offset[tp] = message.offset
+        return batches
+
+    async def _deliver_one(self, tp: TP, message: Message, last: int | None) -> None:
+        if last and message.offset - last > 1 and self.app.topics.acks_enabled_for(tp.topic):
+            await self._add_gap(tp, last + 1, message.offset)
+        await self._commit_every_n_acks()
+        await self.wait_first(self.callback(message), self.suspend_flow.wait())
+
+    async def _commit_every_n_acks(self) -> None:
+        if self._commit_every is not None and self._n_acked >= self._commit_every:
+            self._n_acked = 0
+            await self.commit()
+
+    def ack_offsets(self, tp: TP, offsets: Iterable[int]) -> None:
+        """Faust's `ack` for many offsets of one partition at once: the commit may move past
+        them now."""
+        with ack_lock:
+            committed = self._committed_offset[tp]
+            index = self._acked_index[tp]
+            acked = self._acked[tp]
+            for offset in offsets:
+                if (committed is None or offset >= committed) and offset not in index:
+                    index.add(offset)
+                    acked.append(offset)
+                    self._n_acked += 1
+            notify(self._waiting_for_ack)
+
+
+class BatchTransport(AIOKafkaTransport):
+    """Faust's aiokafka transport, building a `BatchConsumer`."""
+
+    Consumer = BatchConsumer
+
+
+def use_batch_consumer(app: faust.App) -> None:
+    """Make `app` build a `BatchConsumer`; call before anything touches `app.consumer`."""
+    check_faust_version()
+    if app._consumer is not None:
+        raise RuntimeError("use_batch_consumer: the app's consumer exists already")
+    app.transport = BatchTransport(app.conf.broker_consumer, app)
+
+
+def batch_consumer(app: faust.App) -> BatchConsumer:
+    consumer = app.consumer
+    if not isinstance(consumer, BatchConsumer):
+        raise RuntimeError("the app has no BatchConsumer: call use_batch_consumer(app) first")
+    return consumer
+
+
+def deliver_batches(app: faust.App, topic: faust.TopicT, handle: BatchHandler) -> None:
+    """Subscribe to `topic` and give each fetch's records of it to `handle` as one batch; they
+    are acknowledged to Faust (and so committed) only once `handle` returns."""
+    consumer = batch_consumer(app)
+
+    async def on_fetch(messages: list[Message]) -> None:
+        await handle([_record(message) for message in messages])
+        by_partition: dict[TP, list[int]] = {}
+        for message in messages:
+            by_partition.setdefault(message.tp, []).append(message.offset)
+        for tp, offsets in by_partition.items():
+            consumer.ack_offsets(tp, offsets)
+
+    for name in topic.topics:
+        consumer.batch_handlers[name] = on_fetch
+    app.topics.add(topic)
+
+
+def handed_out(consumer: Any, tp: TP) -> int | None:
+    """The next offset of `tp` the Kafka client will hand to Faust (its fetch position); -1
+    when it has handed out nothing since the assignment (no position yet); None when it cannot
+    tell (no client or assignment yet). Read from the client in Faust's consumer thread, as
+    Faust's own `highwater` does."""
+    try:
+        client = consumer._thread._ensure_consumer()
+        state = client._subscription.subscription.assignment.state_value(tp)
+    except Exception:
+        return None
+    if state is None:
+        return None
+    return int(state.position) if state.has_valid_position else -1
+
+
+class BatchCollector(Collector):
+    """How the seam delivered: batches and records per topic (records / batches is the mean
+    batch size, which sets how often each changed conversation is written)."""
+
+    def __init__(self, consumer: BatchConsumer) -> None:
+        self._consumer = consumer
+
+    def collect(self) -> Iterator[Metric]:
+        batches = CounterMetricFamily(
+            "msgkpi_worker_batches", "Fetched batches handed to the worker's handlers.",
+            labels=["topic"])
+        records = CounterMetricFamily(
+            "msgkpi_worker_batched_records", "Records in those batches.", labels=["topic"])
+        for topic in sorted(self._consumer.batch_handlers):
+            batches.add_metric([topic], self._consumer.batches[topic])
+            records.add_metric([topic], self._consumer.batched_records[topic])
+        yield from (batches, records)
+
+
+def _record(message: Message) -> Record:
+    timestamp = message.timestamp
+    return Record(message.partition, message.key, message.value, message.offset,
+                  int(timestamp * 1000) if timestamp else None)

@@ -1,0 +1,63 @@
+"""The seams under faust-streaming (processor.worker.faust_seams): the pinned version, and the
+worker wired to receive its topics as batches, not through Faust streams."""
+
+from __future__ import annotations
+
+import inspect
+
+import faust
+import pytest
+from faust.transport import consumer as faust_consumer
+from faust.types import TP
+from prometheus_client import CollectorRegistry, generate_latest
+
+from processor.config import Settings, Topics
+from processor.errors import ConfigError
+from processor.worker.app import build_worker
+from processor.worker.faust_seams import (
+    FAUST_VERSION,
+    BatchConsumer,
+    check_faust_version,
+)
+
+
+def worker_settings(tmp_path: str) -> Settings:
+    return Settings(kafka_bootstrap="127.0.0.1:1", topics=Topics.with_prefix("seams"),
+                    app_id="seams", worker_data_dir=tmp_path)
+
+
+def test_the_installed_faust_is_the_pinned_one_and_any_other_is_refused() -> None:
+    assert faust.__version__ == FAUST_VERSION
+    check_faust_version()
+    with pytest.raises(ConfigError, match=r"faust-streaming 0\.15\.3 .* found 0\.16\.0"):
+        check_faust_version("0.16.0")
+
+
+def test_faust_still_drains_fetches_through_the_method_the_seam_replaces() -> None:
+    """An upgrade that reroutes Faust's fetch loop would leave the seam unused."""
+    assert "consumer._drain_messages(self)" in inspect.getsource(faust_consumer.Fetcher)
+    assert BatchConsumer._drain_messages is not faust_consumer.Consumer._drain_messages
+
+
+def test_the_worker_takes_events_and_facts_as_batches_and_no_stream_reads_them(
+        tmp_path: object) -> None:
+    worker = build_worker(worker_settings(str(tmp_path)), CollectorRegistry())
+    consumer = worker.app.consumer
+    assert type(consumer) is BatchConsumer
+    assert sorted(consumer.batch_handlers) == ["seams-facts", "seams.events"]
+    streamed = {topic for agent in worker.app.agents.values()
+                for topic in agent.channel.topics} if worker.app.agents else set()
+    assert streamed.isdisjoint(consumer.batch_handlers)
+    page = generate_latest(worker.registry).decode()
+    assert 'msgkpi_worker_batches_total{topic="seams.events"} 0.0' in page
+
+
+def test_many_offsets_are_acknowledged_once_each_from_the_commit_on(tmp_path: object) -> None:
+    consumer = build_worker(worker_settings(str(tmp_path)), CollectorRegistry()).app.consumer
+    assert isinstance(consumer, BatchConsumer)
+    tp = TP("seams.events", 0)
+    consumer._committed_offset[tp] = 3
+    consumer.ack_offsets(tp, [1, 3, 4, 4, 5])
+    consumer.ack_offsets(tp, [5, 6])
+    assert sorted(consumer._acked[tp]) == [3, 4, 5, 6]
+    assert consumer._n_acked == 4
