@@ -91,9 +91,8 @@ class Settings:
     """Distinct agent label values on /metrics; further agents are exported as `other`."""
     log_level: str = "info"
     batch_max: int = 1000
-    """Events the worker takes per batch (each changed conversation is persisted once)."""
-    batch_within_s: float = 0.05
-    """How long a partial batch waits before it is processed: the added latency."""
+    """Records the worker takes per fetch, its batch (each changed conversation is persisted
+    once per batch). A batch is whatever one fetch brought: nothing waits for it to fill."""
     windows: tuple[str, ...] = ("5m", "1h", "24h")
     """Rolling event-time window sizes."""
     snapshot_interval_s: float = 5.0
@@ -127,7 +126,6 @@ class Settings:
             max_agent_labels=_int(env, "MSGKPI_MAX_AGENT_LABELS", 500),
             log_level=env.get("MSGKPI_LOG_LEVEL", "info").lower(),
             batch_max=_int(env, "MSGKPI_BATCH_MAX", 1000),
-            batch_within_s=_float(env, "MSGKPI_BATCH_WITHIN_S", 0.05),
             windows=_windows(env),
             snapshot_interval_s=_float(env, "MSGKPI_SNAPSHOT_INTERVAL_S", 5.0),
             secrets={c: env[f"MSGKPI_{c.upper()}_SECRET"] for c in names

@@ -35,6 +35,7 @@ from processor.worker.delivery import (
 from processor.worker.faust_seams import (
     BatchCollector,
     batch_consumer,
+    check_faust_version,
     deliver_batches,
     use_batch_consumer,
 )
@@ -236,6 +237,7 @@ def run_worker(settings: Settings) -> int:
     """`msgkpi worker`: create the topics if needed, then run until SIGINT/SIGTERM."""
     disable_created_metrics()  # type: ignore[no-untyped-call]
     try:
+        check_faust_version()
         policies = load_policy_file(settings.config_path) if settings.config_path else None
     except ConfigError as exc:
         print(f"msgkpi worker: configuration error: {exc}", file=sys.stderr)
