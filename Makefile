@@ -11,14 +11,15 @@ PYTEST_ARGS ?=
 
 export MSGKPI_KAFKA_BOOTSTRAP ?= 127.0.0.1:9092
 
-.PHONY: help venv run test up down bench bench-gateway bench-scale lint unit integration tools kafka-start kafka-stop
+.PHONY: help venv run test up down bench bench-gateway bench-scale bench-latency lint unit integration tools kafka-start kafka-stop
 
 help:
 	@echo "make run    start Kafka, gateway, worker and the simulator (Ctrl-C stops all)"
 	@echo "make test   the whole suite on a real broker (installs what it needs)"
 	@echo "make up     broker, gateway and worker in the background; make down stops them"
 	@echo "make bench  worker throughput beside its peers (results in bench/RESULTS.md)"
-	@echo "make bench-gateway / bench-scale  gateway requests/s; worker memory and restart time"
+	@echo "make bench-gateway / bench-scale / bench-latency  gateway requests/s; worker memory"
+	@echo "           and restart time; webhook-to-metric latency at 500 and 2,000 events/s"
 	@echo "make lint   ruff and mypy"
 
 $(STAMP): pyproject.toml
@@ -61,6 +62,9 @@ bench-gateway: venv kafka-start
 
 bench-scale: venv kafka-start
 	$(BIN)/python -m bench.worker_scale
+
+bench-latency: venv kafka-start
+	$(BIN)/python -m bench.webhook_latency
 
 lint: venv
 	$(BIN)/ruff check processor tests bench

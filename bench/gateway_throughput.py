@@ -119,6 +119,7 @@ def main() -> int:
     prefix = f"bench-gw-{uuid.uuid4().hex[:8]}"
     env = {**os.environ, "MSGKPI_KAFKA_BOOTSTRAP": BOOTSTRAP, "MSGKPI_TOPIC_PREFIX": prefix,
            "MSGKPI_GATEWAY_PORT": str(args.port), "MSGKPI_WHATSAPP_SECRET": SECRET,
+           "MSGKPI_WHATSAPP_VERIFY_TOKEN": secrets.token_hex(8),
            "MSGKPI_LOG_LEVEL": "warning"}
     gateway = _measure([str(REPO / ".venv" / "bin" / "msgkpi"), "gateway"], env, args.port,
                        out / f"{prefix}.log", bodies, args)

@@ -109,7 +109,8 @@ def main() -> int:
     out = REPO / ".cache" / "bench"
     env = {**os.environ, "MSGKPI_KAFKA_BOOTSTRAP": BOOTSTRAP, "MSGKPI_TOPIC_PREFIX": prefix,
            "MSGKPI_APP_ID": f"{prefix}-worker", "MSGKPI_WORKER_PORT": str(args.port),
-           "MSGKPI_WORKER_DATA_DIR": str(out / prefix), "MSGKPI_LOG_LEVEL": "warning",
+           "MSGKPI_WORKER_DATA_DIR": str(out / prefix),
+           "MSGKPI_LOG_LEVEL": os.environ.get("MSGKPI_LOG_LEVEL", "warning"),
            "MSGKPI_SESSION_TIMEOUT_S": "10"}
     command = [str(REPO / ".venv" / "bin" / "msgkpi"), "worker"]
 
