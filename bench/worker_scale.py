@@ -111,7 +111,7 @@ def main() -> int:
            "MSGKPI_APP_ID": f"{prefix}-worker", "MSGKPI_WORKER_PORT": str(args.port),
            "MSGKPI_WORKER_DATA_DIR": str(out / prefix),
            "MSGKPI_LOG_LEVEL": os.environ.get("MSGKPI_LOG_LEVEL", "warning"),
-           "MSGKPI_SESSION_TIMEOUT_S": "10"}
+           "MSGKPI_SESSION_TIMEOUT_S": "10", "MSGKPI_WORKER_INSTANCE_ID": f"{prefix}-0"}
     command = [str(REPO / ".venv" / "bin" / "msgkpi"), "worker"]
 
     def start(name: str) -> subprocess.Popen[bytes]:

@@ -84,6 +84,10 @@ class Settings:
     """First contact resolution: a resolved cycle must not reopen within this (event time)."""
     worker_data_dir: str = ".cache/worker"
     worker_host: str = "127.0.0.1"
+    worker_instance_id: str | None = None
+    """Kafka static group membership (`group.instance.id`): a worker restarted under the same
+    id gets its partitions back at once instead of after the session timeout. Unique per
+    worker (a StatefulSet pod name); unset: dynamic membership."""
     app_id: str = "msgkpi"
     session_timeout_s: float = 30.0
     """Consumer group session timeout; also bounds how long a dead worker holds partitions."""
@@ -121,6 +125,7 @@ class Settings:
             reopen_window_ms=int(_float(env, "MSGKPI_REOPEN_WINDOW_S", 72 * 3600) * 1000),
             worker_data_dir=env.get("MSGKPI_WORKER_DATA_DIR", ".cache/worker"),
             worker_host=env.get("MSGKPI_WORKER_HOST", "127.0.0.1"),
+            worker_instance_id=env.get("MSGKPI_WORKER_INSTANCE_ID") or None,
             app_id=env.get("MSGKPI_APP_ID", "msgkpi"),
             session_timeout_s=_float(env, "MSGKPI_SESSION_TIMEOUT_S", 30.0),
             max_agent_labels=_int(env, "MSGKPI_MAX_AGENT_LABELS", 500),

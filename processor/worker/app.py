@@ -90,6 +90,7 @@ def _faust_app(settings: Settings) -> faust.App:
         producer_linger_ms=5,
         producer_max_batch_size=256 * 1024,
         broker_max_poll_records=settings.batch_max,
+        consumer_group_instance_id=settings.worker_instance_id,
         stream_wait_empty=False,
     )
 
