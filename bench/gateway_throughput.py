@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import platform
 import secrets
 import statistics
 import subprocess
@@ -21,11 +20,11 @@ import sys
 import time
 import urllib.request
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
 
+from bench.results import publish, row
 from processor.traffic.samples import whatsapp_inbound
 
 REPO = Path(__file__).resolve().parents[1]
@@ -131,14 +130,9 @@ def main() -> int:
         raise SystemExit("the gateway refused requests; see its log in .cache/bench/")
     ratio = gateway[0] / bare[0]
     print(f"ratio gateway / bare aiohttp: {ratio:.2f}")
-    row = (f"| {datetime.now(UTC):%Y-%m-%d %H:%M} | {platform.machine()} {os.cpu_count()} cores, "
-           f"Python {platform.python_version()} | {args.connections} | {bare[0]:,.0f} | "
-           f"{gateway[0]:,.0f} | {_percentile(gateway[1], .5)*1000:.1f} | "
-           f"{_percentile(gateway[1], .99)*1000:.1f} | {ratio:.2f} |")
-    print(row)
-    if args.record:
-        with (REPO / "bench" / "RESULTS.md").open("a") as results:
-            results.write(row + "\n")
+    publish([row(args.connections, f"{bare[0]:,.0f}", f"{gateway[0]:,.0f}",
+                 f"{_percentile(gateway[1], .5) * 1000:.1f}",
+                 f"{_percentile(gateway[1], .99) * 1000:.1f}", f"{ratio:.2f}")], args.record)
     return 0
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import platform
 import re
 import statistics
 import subprocess
@@ -23,13 +22,13 @@ import sys
 import time
 import uuid
 from bisect import bisect_left
-from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
 import orjson
 
 from bench.gateway_throughput import _wait_ready
+from bench.results import publish, row
 
 REPO = Path(__file__).resolve().parents[1]
 BOOTSTRAP = os.environ.get("MSGKPI_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
@@ -138,13 +137,8 @@ def main() -> int:
         for process in (gateway, worker):
             process.terminate()
             process.wait(timeout=30)
-    stamp = f"| {datetime.now(UTC):%Y-%m-%d %H:%M} | {platform.machine()} {os.cpu_count()} cores"
-    rows = [f"{stamp} | {rate} | {answered:,.0f} | {p50:.0f} | {p99:.0f} |"
-            for rate, answered, p50, p99 in figures]
-    print("\n".join(rows))
-    if args.record:
-        with (REPO / "bench" / "RESULTS.md").open("a") as results:
-            results.write("\n".join(rows) + "\n")
+    publish([row(rate, f"{answered:,.0f}", f"{p50:.0f}", f"{p99:.0f}")
+             for rate, answered, p50, p99 in figures], args.record)
     return 0
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import platform
 import re
 import signal
 import subprocess
@@ -24,11 +23,11 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
 
+from bench.results import publish, row
 from bench.worker_throughput import _preload
 from processor.config import CHANNELS, Topics
 from processor.topics import ensure_topics
@@ -144,14 +143,8 @@ def main() -> int:
         worker.terminate()
         worker.wait(timeout=30)
     print(f"restart after SIGKILL to caught up: {restart_s:.1f} s")
-    row = (f"| {datetime.now(UTC):%Y-%m-%d %H:%M} | {platform.machine()} {os.cpu_count()} cores, "
-           f"Python {platform.python_version()} | {args.conversations} | "
-           f"{empty / 2**20:.1f} | {full / 2**20:.1f} | {per_conversation:,.0f} | "
-           f"{restart_s:.1f} |")
-    print(row)
-    if args.record:
-        with (REPO / "bench" / "RESULTS.md").open("a") as results:
-            results.write(row + "\n")
+    publish([row(f"{args.conversations:,}", f"{empty / 2**20:.1f}", f"{full / 2**20:.1f}",
+                 f"{per_conversation:,.0f}", f"{restart_s:.1f}")], args.record)
     return 0
 
 

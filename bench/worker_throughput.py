@@ -18,19 +18,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import platform
 import re
 import subprocess
 import sys
 import time
 import urllib.request
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from bench.results import publish, row
 from processor.config import Topics
 from processor.topics import ensure_topics
 from processor.traffic.scenario import Scenario, generate_events
@@ -167,12 +166,6 @@ def _worker_rate(prefix: str, expected: int, port: int, timeout_s: float) -> flo
                     timeout_s)
 
 
-def _record(results: str) -> None:
-    path = REPO / "bench" / "RESULTS.md"
-    with path.open("a") as out:
-        out.write(results + "\n")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000)
@@ -192,7 +185,7 @@ def main() -> int:
     print(f"preloaded {count} events into {topics.events} in "
           f"{time.perf_counter() - started:.1f}s")
     rates = {"bare aiokafka + orjson": asyncio.run(_bare_consumer_rate(topics.events, count))}
-    peers = (("faust no-op", REPO / "bench" / "faust_noop.py", sys.executable),
+    peers = (("faust no-op", PEERS / "faust_noop.py", sys.executable),
              ("plain Faust app, one Table", PEERS / "faust_state.py", sys.executable),
              ("Quix Streams, keyed state", PEERS / "quix_state.py", quix_python))
     for offset, (name, script, python) in enumerate(peers, start=1):
@@ -204,14 +197,9 @@ def main() -> int:
     for name, rate in rates.items():
         if name != "msgkpi worker":
             print(f"ratio worker / {name + ':':<32}{worker / rate:.3f}")
-    row = (f"| {datetime.now(UTC):%Y-%m-%d %H:%M} | {platform.machine()} {os.cpu_count()} cores, "
-           f"Python {platform.python_version()} | {count} | "
-           + " | ".join(f"{rate:,.0f}" for rate in rates.values())
-           + f" | {worker / rates['Quix Streams, keyed state']:.2f}"
-           f" | {worker / rates['plain Faust app, one Table']:.2f} |")
-    print(row)
-    if args.record:
-        _record(row)
+    publish([row(f"{count:,}", *(f"{rate:,.0f}" for rate in rates.values()),
+                 f"{worker / rates['Quix Streams, keyed state']:.2f}",
+                 f"{worker / rates['plain Faust app, one Table']:.2f}")], args.record)
     return 0
 
 

@@ -4,26 +4,20 @@ on /metrics like the worker. Usage: faust_state.py TOPIC PORT DATADIR"""
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 import faust
 import orjson
-from faust.web import Request, Response, View
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script: the repo root
+from bench.peers.faust_app import faust_peer, run_with_count_page
 from bench.peers.state_machine import step
 
 
 def main() -> int:
     topic_name, port, datadir = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-    app = faust.App(
-        f"bench-faust-state-{topic_name}",
-        broker=f"kafka://{os.environ['MSGKPI_KAFKA_BOOTSTRAP']}",
-        store="memory://", web_port=port, web_bind="127.0.0.1", datadir=datadir,
-        consumer_auto_offset_reset="earliest", table_standby_replicas=0,
-    )
+    app = faust_peer(f"bench-faust-state-{topic_name}", port, datadir=datadir)
     topic = app.topic(topic_name, key_type=bytes, value_type=bytes, key_serializer="raw",
                       value_serializer="raw")
     conversations = app.Table("conversations", partitions=6)  # JSON keys and values
@@ -39,15 +33,7 @@ def main() -> int:
                                                orjson.loads(value), totals)
             count += 1
 
-    @app.page("/metrics")
-    class Count(View):
-        async def get(self, request: Request) -> Response:
-            return self.bytes(f"msgkpi_worker_events_total {count}\n".encode(),
-                              content_type="text/plain")
-
-    worker = faust.Worker(app, loglevel="warning", quiet=True)
-    worker.spinner = None
-    worker.execute_from_commandline()
+    run_with_count_page(app, lambda: count)
     return 0
 
 
