@@ -8,7 +8,7 @@ from typing import Any
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-__all__ = ["ConsumerLagCollector", "next_offset_to_process"]
+__all__ = ["ConsumerLagCollector", "next_offset_to_process", "partition_lags"]
 
 
 def next_offset_to_process(consumer: Any, tp: Any, processed: Mapping[int, int]) -> int:
@@ -21,6 +21,29 @@ def next_offset_to_process(consumer: Any, tp: Any, processed: Mapping[int, int])
         return done
     committed = getattr(consumer, "_committed_offset", {}).get(tp)
     return int(committed) if committed else 0
+
+
+def partition_lags(app: Any, topic: str, processed: Mapping[int, int]) -> dict[int, int | None]:
+    """Per partition of `topic` this worker owns, the records Kafka holds that it has not
+    processed yet; None where the high-water mark is not known yet (not fetched, or the
+    partition is being revoked). Empty while the consumer has not started."""
+    try:
+        consumer = app.consumer
+        assigned = [tp for tp in consumer.assignment() if tp.topic == topic]
+    except Exception:  # consumer not started yet
+        return {}
+    lags: dict[int, int | None] = {}
+    for tp in assigned:
+        try:
+            highwater = consumer.highwater(tp)
+        except Exception:  # being revoked
+            highwater = None
+        if highwater is None or highwater < 0:
+            lags[tp.partition] = None
+        else:
+            lags[tp.partition] = max(
+                0, int(highwater) - next_offset_to_process(consumer, tp, processed))
+    return lags
 
 
 class ConsumerLagCollector(Collector):
@@ -39,24 +62,8 @@ class ConsumerLagCollector(Collector):
         lag = GaugeMetricFamily(
             "msgkpi_worker_consumer_lag", "Records not yet processed, per owned partition.",
             labels=["topic", "partition"])
-        for partition, records in sorted(self._lag_by_partition().items()):
-            lag.add_metric([self._topic, str(partition)], records)
+        lags = partition_lags(self._app, self._topic, self._processed)
+        for partition, records in sorted(lags.items()):
+            if records is not None:
+                lag.add_metric([self._topic, str(partition)], records)
         yield lag
-
-    def _lag_by_partition(self) -> dict[int, int]:
-        try:
-            consumer = self._app.consumer
-            assigned = [tp for tp in consumer.assignment() if tp.topic == self._topic]
-        except Exception:  # consumer not started yet: nothing to report
-            return {}
-        result: dict[int, int] = {}
-        for tp in assigned:
-            try:
-                highwater = consumer.highwater(tp)
-            except Exception:
-                continue
-            if highwater is None:
-                continue
-            next_offset = next_offset_to_process(consumer, tp, self._processed)
-            result[tp.partition] = max(0, int(highwater) - next_offset)
-        return result

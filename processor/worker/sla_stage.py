@@ -55,7 +55,7 @@ from processor.kpi.sla import (
     whatsapp_window_closes_ms,
 )
 from processor.kpi.timeline import Ingested
-from processor.worker.lag import next_offset_to_process
+from processor.worker.lag import partition_lags
 from processor.worker.processor import EventProcessor, StoredConversation
 from processor.worker.tables import ChangelogWriter
 
@@ -666,25 +666,8 @@ def events_caught_up(app: faust.App, events_topic: str, processor: EventProcesso
                      ) -> dict[int, bool]:
     """Per owned events partition: has every record Kafka holds been processed? Unknown
     (consumer not started, highwater not fetched yet) counts as not caught up."""
-    try:
-        consumer = app.consumer
-        assignment = consumer.assignment()
-    except Exception:  # not started yet
-        return {}
-    out: dict[int, bool] = {}
-    for tp in assignment:
-        if tp.topic != events_topic:
-            continue
-        try:
-            highwater = consumer.highwater(tp)
-        except Exception:  # being revoked
-            highwater = None
-        if highwater is None or highwater < 0:
-            out[tp.partition] = False
-        else:
-            out[tp.partition] = int(highwater) <= next_offset_to_process(
-                consumer, tp, processor.partition_next_offset)
-    return out
+    lags = partition_lags(app, events_topic, processor.partition_next_offset)
+    return {partition: lag == 0 for partition, lag in lags.items()}
 
 
 def attach_sla_stage(app: faust.App, settings: Settings, stage: SlaStage,

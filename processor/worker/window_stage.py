@@ -30,7 +30,7 @@ from processor.worker.delivery import (
     KafkaRanges,
 )
 from processor.worker.faust_seams import deliver_batches
-from processor.worker.lag import next_offset_to_process
+from processor.worker.lag import partition_lags
 from processor.worker.processor import EventProcessor, FactDelta, Record
 from processor.worker.tables import ChangelogWriter, string_keyed_table
 from processor.worker.windows import (
@@ -118,32 +118,11 @@ class WindowStage:
         if pending:
             await asyncio.gather(*pending)
 
-    def _events_lag(self) -> dict[int, int]:
-        """Records not yet processed per owned events partition (Faust's consumer view)."""
-        consumer = self._app.consumer
-        events_topic = self._settings.topics.events
-        processed = self._processor.partition_next_offset
-        lag: dict[int, int] = {}
-        for tp in consumer.assignment():
-            if tp.topic != events_topic:
-                continue
-            highwater = consumer.highwater(tp)
-            if highwater is None:
-                lag[tp.partition] = -1  # not fetched yet: counts as behind
-            else:
-                # An empty partition is caught up at once: nothing it could still deliver is
-                # older than what the others report.
-                lag[tp.partition] = max(
-                    0, int(highwater) - next_offset_to_process(consumer, tp, processed))
-        return lag
-
     async def report_progress(self) -> None:
         """Tell every window partition how far each owned source partition has got."""
-        try:
-            lag = self._events_lag()
-        except Exception:  # consumer not ready (starting, rebalancing)
-            return
-        for source, behind in lag.items():
+        lags = partition_lags(self._app, self._settings.topics.events,
+                              self._processor.partition_next_offset)
+        for source, behind in lags.items():  # unknown counts as behind
             report = orjson.dumps({"report": {
                 "src": source, "newest": self._processor.partition_max_ms.get(source),
                 "caught_up": behind == 0}})
