@@ -22,6 +22,7 @@ from processor.config import Settings
 from processor.errors import ConfigError
 from processor.export.worker_metrics import AwaitingCollector, WorkerMetrics
 from processor.kpi.awaiting import AwaitingIndex
+from processor.kpi.event_step import EventProcessor, Record, Rejected
 from processor.kpi.policy import PolicySet
 from processor.policy_file import load_policy_file
 from processor.topics import TopicsUnavailable, ensure_topics
@@ -40,7 +41,6 @@ from processor.worker.faust_seams import (
     use_batch_consumer,
 )
 from processor.worker.lag import ConsumerLagCollector
-from processor.worker.processor import EventProcessor, Record, Rejected
 from processor.worker.sla_stage import SlaStage, attach_sla_stage
 from processor.worker.tables import ChangelogWriter, string_keyed_table
 from processor.worker.window_stage import attach_window_stage

@@ -8,8 +8,8 @@ from typing import Any
 import orjson
 from faust.serializers.codecs import Codec
 
+from processor.kpi.event_step import StoredConversation
 from processor.kpi.timeline import Timeline
-from processor.worker.processor import StoredConversation
 
 __all__ = ["ConversationCodec", "decode_or_drop"]
 

@@ -32,8 +32,8 @@ from faust.types import TP, Message
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from processor.kpi.event_step import Record
 from processor.worker.faust_seams import handed_out
-from processor.worker.processor import Record
 
 __all__ = [
     "DELIVERY_CHECK_S",

@@ -37,7 +37,7 @@ from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from processor.errors import ConfigError
-from processor.worker.processor import Record
+from processor.kpi.event_step import Record
 
 __all__ = [
     "FAUST_VERSION",

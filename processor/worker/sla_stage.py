@@ -42,6 +42,7 @@ from processor.events import ConversationEvent
 from processor.export.worker_metrics import RESPONSE_BUCKETS_S, buckets_with
 from processor.kpi.calendar import CALENDAR_24_7
 from processor.kpi.conversation import CycleState
+from processor.kpi.event_step import EventProcessor, StoredConversation
 from processor.kpi.facts import Fact, FactKind
 from processor.kpi.policy import ANY, SLA_METRICS, PolicySet, SlaMetric, SlaPolicy
 from processor.kpi.sla import (
@@ -56,7 +57,6 @@ from processor.kpi.sla import (
 )
 from processor.kpi.timeline import Ingested
 from processor.worker.lag import partition_lags
-from processor.worker.processor import EventProcessor, StoredConversation
 from processor.worker.tables import ChangelogWriter
 
 __all__ = [

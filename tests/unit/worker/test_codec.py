@@ -9,11 +9,11 @@ import orjson
 import pytest
 
 from processor.events import event_from_dict
+from processor.kpi.event_step import StoredConversation
+from processor.kpi.pane_store import PaneRecord
 from processor.kpi.timeline import Timeline
 from processor.worker.codec import ConversationCodec
-from processor.worker.processor import StoredConversation
 from processor.worker.window_stage import WindowRecordCodec
-from processor.worker.windows import PaneRecord
 
 
 def test_conversation_round_trip() -> None:

@@ -10,8 +10,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 
+from processor.kpi.event_step import Record
 from processor.worker.delivery import EXIT_UNPROCESSED, DeliveryCollector, DeliveryGuard
-from processor.worker.processor import Record
 
 
 class Log:

@@ -17,12 +17,12 @@ from prometheus_client import CollectorRegistry
 from processor.export.worker_metrics import WorkerMetrics
 from processor.kpi.awaiting import AwaitingIndex
 from processor.kpi.calendar import BusinessCalendar, WeeklyInterval
+from processor.kpi.event_step import EventProcessor, Record, Rejected, StoredConversation
+from processor.kpi.pane_store import WindowProcessor
 from processor.kpi.policy import PolicyMatch, PolicySet, SlaPolicy
 from processor.kpi.windows import DEFAULT_WINDOWS
-from processor.worker.processor import EventProcessor, Record, Rejected, StoredConversation
 from processor.worker.sla_stage import SlaStage
-from processor.worker.windows import WindowProcessor
-from tests.unit.worker.test_windows import SCHEMA
+from tests.unit.kpi.test_pane_store import SCHEMA
 
 MAX_MS = 253_402_300_799_999
 """The schema's last instant: 9999-12-31T23:59:59.999Z."""

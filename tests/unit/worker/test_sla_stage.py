@@ -24,11 +24,11 @@ from processor.events import event_from_dict
 from processor.export.worker_metrics import WorkerMetrics
 from processor.kpi.awaiting import AwaitingIndex
 from processor.kpi.calendar import BusinessCalendar, WeeklyInterval
+from processor.kpi.event_step import EventProcessor, Record, StoredConversation
 from processor.kpi.policy import PolicyMatch, PolicySet, SlaPolicy
 from processor.kpi.sla import WHATSAPP_WINDOW_MS, SlaTracker, next_due_ms
 from processor.policy_file import parse_policy_text
 from processor.worker.codec import ConversationCodec
-from processor.worker.processor import EventProcessor, Record, StoredConversation
 from processor.worker.sla_stage import SCHEMA_NAME, GaugeKey, SlaStage
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -15,11 +15,11 @@ from prometheus_client import CollectorRegistry
 from processor.events import ConversationEvent
 from processor.export.worker_metrics import WorkerMetrics
 from processor.kpi.awaiting import AwaitingIndex
+from processor.kpi.event_step import EventProcessor, Record, StoredConversation
+from processor.kpi.pane_store import WindowProcessor
 from processor.kpi.policy import PolicyMatch, PolicySet, SlaPolicy
 from processor.kpi.windows import WindowSpec
-from processor.worker.processor import EventProcessor, Record, StoredConversation
 from processor.worker.sla_stage import SlaStage
-from processor.worker.windows import WindowProcessor
 from tests.oracle.windowed import SlaTargets, assert_snapshots_equal_oracle, expected_windows
 from tests.unit.test_oracle_equivalence import (
     GRACES_MS,

@@ -9,9 +9,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from processor.export.labels import LabelBudget
+from processor.export.window_metrics import _AgentFamilies, _RateFamilies, _SlaFamilies
 from processor.export.worker_metrics import WorkerMetrics
 from processor.kpi.facts import Fact, FactKind
-from processor.worker.window_stage import _AgentFamilies, _RateFamilies, _SlaFamilies
 
 
 def gauges(snapshot: dict[str, Any]) -> dict[tuple[str, tuple[str, ...]], float]:

@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from processor.export.worker_metrics import WorkerMetrics
 from processor.kpi.awaiting import AwaitingIndex
-from processor.worker.processor import EventProcessor, Record, Rejected, StoredConversation
+from processor.kpi.event_step import EventProcessor, Record, Rejected, StoredConversation
 
 T0 = 1_767_225_600_000
 

@@ -1,4 +1,4 @@
-"""The worker's processing step, apart from Faust so it runs and tests on a plain dict.
+"""The worker's event step, apart from Faust so it runs and tests on a plain dict.
 
 A batch of records -> decode -> each conversation's Timeline -> ingest -> facts to metrics.
 Conversations changed by the batch are returned once each, to be persisted (changelog) before
@@ -13,7 +13,6 @@ from typing import Any, Final, NamedTuple, Protocol
 
 from processor.errors import InvalidEvent
 from processor.events import ConversationEvent, event_from_json
-from processor.export.worker_metrics import WorkerMetrics
 from processor.kpi.awaiting import AwaitingIndex
 from processor.kpi.conversation import DEFAULT_REOPEN_WINDOW_MS
 from processor.kpi.facts import Fact
@@ -22,7 +21,8 @@ from processor.kpi.timeline import DEDUPE_HORIZON_MS, Ingested, Timeline
 __all__ = [
     "Applied",
     "AppliedObserver",
-    "BatchOutcome", "EventProcessor", "FactDelta", "Record", "Rejected", "StoredConversation",
+    "BatchOutcome", "EventProcessor", "FactDelta", "Record", "Rejected", "StepMetrics",
+    "StoredConversation",
 ]
 
 
@@ -73,6 +73,42 @@ class StoredConversation:
     persisted with the conversation so nothing is emitted twice after a restart."""
 
 
+class _Count(Protocol):
+    def inc(self, amount: float = 1) -> None: ...
+
+
+class _Labelled(Protocol):
+    def labels(self, *values: str) -> _Count: ...
+
+
+class StepMetrics(Protocol):
+    """What the step counts (processor.export.worker_metrics.WorkerMetrics is one)."""
+
+    @property
+    def events(self) -> _Count: ...
+
+    @property
+    def duplicates(self) -> _Count: ...
+
+    @property
+    def late(self) -> _Count: ...
+
+    @property
+    def reordered(self) -> _Count: ...
+
+    @property
+    def future(self) -> _Count: ...
+
+    @property
+    def expired(self) -> _Count: ...
+
+    @property
+    def dlq(self) -> _Labelled: ...
+
+
+    def record_change(self, added: list[Fact], retracted: list[Fact]) -> None: ...
+
+
 class AppliedObserver(Protocol):
     """Called after a new (non-duplicate) event changed a conversation; returns facts it
     derived for the windows, weighted +1 (added) or -1 (withdrawn)."""
@@ -106,7 +142,7 @@ class EventProcessor:
     def __init__(
         self,
         table: MutableMapping[str, StoredConversation],
-        metrics: WorkerMetrics,
+        metrics: StepMetrics,
         awaiting: AwaitingIndex,
         grace_ms: int,
         observer: AppliedObserver | None = None,

@@ -23,6 +23,7 @@ from typing import Any, Final, NamedTuple
 
 import orjson
 
+from processor.kpi.event_step import FactDelta
 from processor.kpi.facts import Fact, FactKind, effective_ms
 from processor.kpi.windows import (
     WindowAggregate,
@@ -32,7 +33,6 @@ from processor.kpi.windows import (
     panes_of_window,
     window_ends_with,
 )
-from processor.worker.processor import FactDelta
 
 __all__ = [
     "PaneRecord",

@@ -12,19 +12,19 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from processor.kpi.event_step import FactDelta
 from processor.kpi.facts import FCR_ONE_AGENT, FCR_OTHER, Fact, FactKind
+from processor.kpi.pane_store import (
+    SourceReport,
+    WindowProcessor,
+    decode_deltas,
+    encode_deltas,
+)
 from processor.kpi.windows import (
     WindowSpec,
     closed_window_ends,
     panes_of_window,
     window_ends_with,
-)
-from processor.worker.processor import FactDelta
-from processor.worker.windows import (
-    SourceReport,
-    WindowProcessor,
-    decode_deltas,
-    encode_deltas,
 )
 
 SCHEMA = orjson.loads(
