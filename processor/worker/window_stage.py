@@ -85,7 +85,8 @@ class WindowStage:
         self.changelog = ChangelogWriter(self.table)
         self.windows = WindowProcessor(self.table.data, self.specs, settings.grace_ms)
         self.guard = DeliveryGuard(KafkaRanges(settings.kafka_bootstrap, settings.app_id,
-                                               self.facts.get_topic_name()))
+                                               self.facts.get_topic_name(),
+                                               settings.kafka_security))
         self.applying = asyncio.Lock()
         """Held while a batch of facts is applied, and by a revocation that drops panes."""
 
