@@ -26,7 +26,7 @@ from processor.config import Settings, Topics
 from processor.events import event_from_dict
 from processor.gateway.app import create_app
 from processor.gateway.sink import KafkaEventSink
-from processor.topics import ensure_topics, topic_specs
+from processor.topics import TopicsUnavailable, ensure_topics, topic_specs
 
 pytestmark = pytest.mark.integration
 
@@ -125,6 +125,18 @@ async def test_ensure_topics_creates_all_with_their_partitions_once(
         counts = {meta["topic"]: len(meta["partitions"]) for meta in described}
         assert counts == {s.name: s.partitions for s in specs}
         assert counts[topics.events] == 6
+
+
+async def test_replication_factor_reaches_kafka_which_refuses_more_than_it_has_brokers(
+    admin: AIOKafkaAdminClient, topics: Topics
+) -> None:
+    async with asyncio.timeout(TIMEOUT_S):
+        with pytest.raises(TopicsUnavailable, match=r"(?i)replication factor"):
+            await ensure_topics(BOOTSTRAP, topics, timeout_s=30, replication_factor=2)
+        assert await ensure_topics(BOOTSTRAP, topics, timeout_s=30, replication_factor=1,
+                                   topic_configs={"min.insync.replicas": "1"})
+        described = await admin.describe_topics([topics.events])
+        assert len(described[0]["partitions"][0]["replicas"]) == 1
 
 
 async def test_posted_events_are_in_kafka_keyed_and_partitioned_by_conversation(

@@ -24,3 +24,31 @@ def test_reopen_window_and_grace_are_read_in_seconds() -> None:
 def test_a_bad_number_names_the_variable() -> None:
     with pytest.raises(ConfigError, match="MSGKPI_REOPEN_WINDOW_S"):
         Settings.from_env({"MSGKPI_REOPEN_WINDOW_S": "three days"})
+
+
+def test_topics_are_replicated_once_and_take_the_brokers_min_insync_by_default() -> None:
+    settings = Settings.from_env({})
+    assert settings.replication_factor == 1
+    assert settings.min_insync_replicas is None
+    assert settings.topic_configs() == {}
+    assert settings.kafka_security.protocol == "PLAINTEXT"
+
+
+def test_production_replication_sets_min_insync_replicas_on_the_topics() -> None:
+    settings = Settings.from_env({"MSGKPI_REPLICATION_FACTOR": "3",
+                                  "MSGKPI_MIN_INSYNC_REPLICAS": "2"})
+    assert settings.replication_factor == 3
+    assert settings.topic_configs() == {"min.insync.replicas": "2"}
+
+
+@pytest.mark.parametrize(("env", "variable"), [
+    ({"MSGKPI_REPLICATION_FACTOR": "0"}, "MSGKPI_REPLICATION_FACTOR"),
+    ({"MSGKPI_MIN_INSYNC_REPLICAS": "2"}, "MSGKPI_MIN_INSYNC_REPLICAS"),
+    ({"MSGKPI_REPLICATION_FACTOR": "3", "MSGKPI_MIN_INSYNC_REPLICAS": "0"},
+     "MSGKPI_MIN_INSYNC_REPLICAS"),
+])
+def test_impossible_replication_settings_name_the_variable(
+        env: dict[str, str], variable: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env(env)
+    assert raised.value.key == variable
