@@ -9,11 +9,14 @@ import sys
 import faust
 from faust.web import Request, Response, View
 
+from processor.kafka_security import KafkaSecurity
+
 
 def main() -> int:
     topic_name, port = sys.argv[1], int(sys.argv[2])
     app = faust.App(
         f"bench-noop-{topic_name}", broker=f"kafka://{os.environ['MSGKPI_KAFKA_BOOTSTRAP']}",
+        broker_credentials=KafkaSecurity.from_env(os.environ).faust_credentials(),
         store="memory://", web_port=port, web_bind="127.0.0.1",
         consumer_auto_offset_reset="earliest", table_standby_replicas=0,
     )

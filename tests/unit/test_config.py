@@ -52,3 +52,11 @@ def test_impossible_replication_settings_name_the_variable(
     with pytest.raises(ConfigError) as raised:
         Settings.from_env(env)
     assert raised.value.key == variable
+
+
+def test_processes_bind_loopback_unless_told_otherwise() -> None:
+    settings = Settings.from_env({})
+    assert (settings.gateway_host, settings.worker_host) == ("127.0.0.1", "127.0.0.1")
+    settings = Settings.from_env({"MSGKPI_GATEWAY_HOST": "0.0.0.0",
+                                  "MSGKPI_WORKER_HOST": "0.0.0.0"})
+    assert (settings.gateway_host, settings.worker_host) == ("0.0.0.0", "0.0.0.0")
