@@ -218,7 +218,7 @@ controller.listener.names=CONTROLLER
 listeners=PLAINTEXT://$HOST:$PORT,CONTROLLER://$HOST:$CONTROLLER_PORT$(secure_listener)
 advertised.listeners=PLAINTEXT://$HOST:$PORT,CONTROLLER://$HOST:$CONTROLLER_PORT$(secure_listener)
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT$(secure_protocol)
 $(secure_settings)
 
 log.dirs=$DATA_DIR
@@ -379,6 +379,11 @@ wait_ready() {
 
 secure_listener() {
     ((SECURE)) && printf ',SASL_SSL://%s:%s' "$HOST" "$SECURE_PORT"
+    return 0
+}
+
+secure_protocol() {
+    ((SECURE)) && printf ',SASL_SSL:SASL_SSL'
     return 0
 }
 
