@@ -18,7 +18,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from processor.kafka_security import EXIT_KAFKA_AUTH, KafkaSecurity
+from processor.kafka_security import EXIT_KAFKA_AUTH, KafkaSecurity, check_credentials
 from tests.integration.services import (
     MSGKPI,
     REPO_ROOT,
@@ -62,6 +62,13 @@ def test_kafka_sh_gives_clients_sasl_ssl_with_scram_and_a_ca(secure_env: dict[st
     assert "BEGIN CERTIFICATE" in Path(secure_env["MSGKPI_KAFKA_SSL_CA_FILE"]).read_text()
     plain_bootstrap = os.environ.get("MSGKPI_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
     assert secure_env["MSGKPI_KAFKA_BOOTSTRAP"] != plain_bootstrap
+
+
+@pytest.mark.parametrize("mechanism", ["SCRAM-SHA-256", "SCRAM-SHA-512"])
+async def test_the_scram_user_logs_in_with_either_mechanism(
+        secure_env: dict[str, str], mechanism: str) -> None:
+    env = {**secure_env, "MSGKPI_KAFKA_SASL_MECHANISM": mechanism}
+    await check_credentials(env["MSGKPI_KAFKA_BOOTSTRAP"], KafkaSecurity.from_env(env))
 
 
 def _conversation() -> bytes:
@@ -127,13 +134,14 @@ def _with_wrong_password(secure_env: dict[str, str]) -> dict[str, str]:
     return env
 
 
-@pytest.mark.parametrize(("command", "status"), [
-    (["worker"], EXIT_KAFKA_AUTH),
-    (["gateway"], EXIT_KAFKA_AUTH),
-    (["replay", "--no-progress", "EVENTS"], 1),
+@pytest.mark.parametrize(("command", "status", "lines"), [
+    (["worker"], EXIT_KAFKA_AUTH, 1),
+    (["gateway"], EXIT_KAFKA_AUTH, 1),
+    (["replay", "--no-progress", "EVENTS"], 1, 3),  # + what it would write, and its summary
 ])
 def test_a_wrong_password_stops_with_one_line_naming_user_and_bootstrap(
-        secure_env: dict[str, str], tmp_path: Path, command: list[str], status: int) -> None:
+        secure_env: dict[str, str], tmp_path: Path, command: list[str], status: int,
+        lines: int) -> None:
     events = tmp_path / "events.jsonl"
     events.write_bytes(b"\n".join(orjson.dumps(e) for e in orjson.loads(_conversation())))
     args = [str(events) if arg == "EVENTS" else arg for arg in command]
@@ -144,6 +152,20 @@ def test_a_wrong_password_stops_with_one_line_naming_user_and_bootstrap(
     cause = [line for line in result.stderr.splitlines()
              if f"authentication failed for user 'msgkpi' at bootstrap {bootstrap}" in line]
     assert len(cause) == 1, result.stderr[-3000:]
+    assert len(result.stderr.strip().splitlines()) == lines, result.stderr[-3000:]
     assert "invalid credentials" in cause[0]
     assert "Traceback" not in result.stderr
     assert "not-the-password" not in result.stderr
+
+
+def test_an_untrusted_broker_certificate_stops_the_worker_with_one_line(
+        secure_env: dict[str, str]) -> None:
+    env = {**os.environ, **secure_env, "MSGKPI_WORKER_PORT": str(free_port())}
+    env.pop("MSGKPI_KAFKA_SSL_CA_FILE")  # the system's CAs do not know the throwaway CA
+    result = subprocess.run([str(MSGKPI), "worker"], env=env, capture_output=True, text=True,
+                            timeout=120, check=False)
+    assert result.returncode == EXIT_KAFKA_AUTH, result.stderr[-3000:]
+    assert result.stderr.strip().splitlines() == [
+        f"msgkpi worker: TLS handshake with Kafka at bootstrap "
+        f"{secure_env['MSGKPI_KAFKA_BOOTSTRAP']} failed: CERTIFICATE_VERIFY_FAILED (check "
+        "MSGKPI_KAFKA_SSL_CA_FILE and the broker's certificate)"]
