@@ -239,6 +239,8 @@ def test_pods_run_as_the_images_user_without_privileges() -> None:
     for component, container in workloads():
         pod = pod_spec(component)["securityContext"]
         assert pod["runAsNonRoot"] is True and pod["runAsUser"] == int(user.group(1))
+        # secret and data volumes are group-owned by fsGroup: the user must be in it
+        assert pod["fsGroup"] == pod["runAsGroup"] == int(user.group(1)), component
         context = container["securityContext"]
         assert context["allowPrivilegeEscalation"] is False
         assert context["readOnlyRootFilesystem"] is True
