@@ -23,6 +23,7 @@ import yaml  # type: ignore[import-untyped, unused-ignore]
 from processor.config import Settings
 from processor.policy_file import load_policy_file
 from processor.topics import topic_specs
+from tests.deploy.settings_names import variables_the_code_reads
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
@@ -65,28 +66,6 @@ def msgkpi_services() -> dict[str, Any]:
 
 def subcommand(service: dict[str, Any]) -> str:
     return str(service["command"][0])
-
-
-class RecordingEnv(dict[str, str]):
-    """An environment that remembers every name the code looks up."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.read: set[str] = set()
-
-    def get(self, key: str, default: Any = None) -> Any:
-        self.read.add(key)
-        return super().get(key, default)
-
-    def __getitem__(self, key: str) -> str:
-        self.read.add(key)
-        return super().__getitem__(key)
-
-
-def variables_the_code_reads() -> set[str]:
-    env = RecordingEnv()
-    Settings.from_env(env)
-    return env.read
 
 
 def port_pairs(service: dict[str, Any]) -> list[tuple[int, int]]:
@@ -157,6 +136,13 @@ def test_the_stack_has_every_part_and_the_simulator_behind_a_profile() -> None:
             "alertmanager", "grafana", "simulator"} <= names
     assert services()["simulator"]["profiles"] == ["simulator"]
     assert all("profiles" not in s for n, s in services().items() if n != "simulator")
+
+
+def test_the_names_the_code_reads_are_learnt_from_settings() -> None:
+    names = variables_the_code_reads()
+    assert {"MSGKPI_KAFKA_BOOTSTRAP", "MSGKPI_WHATSAPP_SECRET", "MSGKPI_X_VERIFY_TOKEN",
+            "MSGKPI_KAFKA_SASL_PASSWORD_FILE", "MSGKPI_REPLICATION_FACTOR"} <= names
+    assert all(name.startswith("MSGKPI_") for name in names)
 
 
 def test_msgkpi_containers_set_only_variables_the_code_reads() -> None:

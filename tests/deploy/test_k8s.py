@@ -22,7 +22,7 @@ import yaml  # type: ignore[import-untyped, unused-ignore]
 
 from processor.config import Settings
 from processor.policy_file import load_policy_file
-from tests.deploy.test_compose import variables_the_code_reads
+from tests.deploy.settings_names import variables_the_code_reads
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BASE = REPO_ROOT / "deploy" / "k8s"
