@@ -31,6 +31,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench.results import publish, row
 from processor.config import Topics
+from processor.kafka_security import KafkaSecurity
 from processor.topics import ensure_topics
 from processor.traffic.scenario import Scenario, generate_events
 
@@ -39,6 +40,8 @@ PEERS = REPO / "bench" / "peers"
 BOOTSTRAP = os.environ.get("MSGKPI_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
 QUIX_VENV = REPO / ".cache" / "bench-quix-venv"
 QUIX_REQUIREMENT = "quixstreams==3.28.*"
+SECURITY = KafkaSecurity.from_env(os.environ)
+"""The same MSGKPI_KAFKA_SECURITY_PROTOCOL, _SASL_* and _SSL_* settings as msgkpi itself."""
 
 
 def _events(count: int) -> list[tuple[bytes, bytes]]:
@@ -56,7 +59,7 @@ def _events(count: int) -> list[tuple[bytes, bytes]]:
 async def _preload(topic: str, records: list[tuple[bytes, bytes]]) -> None:
     producer = AIOKafkaProducer(
         bootstrap_servers=BOOTSTRAP, enable_idempotence=True, linger_ms=20,
-        max_batch_size=512 * 1024,
+        max_batch_size=512 * 1024, **SECURITY.aiokafka_options(),
     )
     await producer.start()
     try:
@@ -69,7 +72,7 @@ async def _preload(topic: str, records: list[tuple[bytes, bytes]]) -> None:
 async def _bare_consumer_rate(topic: str, expected: int) -> float:
     consumer = AIOKafkaConsumer(
         topic, bootstrap_servers=BOOTSTRAP, group_id=f"bench-bare-{uuid.uuid4().hex[:8]}",
-        auto_offset_reset="earliest", enable_auto_commit=False,
+        auto_offset_reset="earliest", enable_auto_commit=False, **SECURITY.aiokafka_options(),
     )
     await consumer.start()
     try:
@@ -177,7 +180,7 @@ def main() -> int:
     quix_python = _quix_python()
     prefix = f"bench-{uuid.uuid4().hex[:8]}"
     topics = Topics.with_prefix(prefix)
-    asyncio.run(ensure_topics(BOOTSTRAP, topics))
+    asyncio.run(ensure_topics(BOOTSTRAP, topics, security=SECURITY))
     records = _events(args.events)
     started = time.perf_counter()
     asyncio.run(_preload(topics.events, records))

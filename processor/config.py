@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from processor.errors import ConfigError
+from processor.kafka_security import KafkaSecurity
 
 __all__ = ["CHANNELS", "Settings", "Topics"]
 
@@ -50,6 +51,27 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         return float(raw)
     except ValueError:
         raise ConfigError(name, f"must be a number, got {raw!r}") from None
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    value = _int(env, name, default)
+    if value < 1:
+        raise ConfigError(name, f"must be at least 1, got {value}")
+    return value
+
+
+def _min_insync_replicas(env: Mapping[str, str]) -> int | None:
+    """Unset: the broker's default. It must not exceed the replication factor, or no write
+    with acks=all could ever succeed."""
+    if not env.get("MSGKPI_MIN_INSYNC_REPLICAS"):
+        return None
+    value = _positive_int(env, "MSGKPI_MIN_INSYNC_REPLICAS", 1)
+    replication = _positive_int(env, "MSGKPI_REPLICATION_FACTOR", 1)
+    if value > replication:
+        raise ConfigError("MSGKPI_MIN_INSYNC_REPLICAS",
+                          f"{value} is more than MSGKPI_REPLICATION_FACTOR ({replication}): "
+                          "no write could be acknowledged")
+    return value
 
 
 def _windows(env: Mapping[str, str]) -> tuple[str, ...]:
@@ -104,6 +126,12 @@ class Settings:
     secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
     """MSGKPI_<CHANNEL>_SECRET by lower-case channel name; never logged."""
     verify_tokens: Mapping[str, str] = field(default_factory=dict, repr=False)
+    kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)
+    """TLS and SASL of every Kafka client (gateway, worker, replay, topic creation)."""
+    replication_factor: int = 1
+    """Of the topics msgkpi and Faust create (events, kpi, sla, dlq, changelogs, facts)."""
+    min_insync_replicas: int | None = None
+    """Set on those topics when given; otherwise the broker's default applies."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -137,4 +165,13 @@ class Settings:
                      if env.get(f"MSGKPI_{c.upper()}_SECRET")},
             verify_tokens={c: env[f"MSGKPI_{c.upper()}_VERIFY_TOKEN"] for c in names
                            if env.get(f"MSGKPI_{c.upper()}_VERIFY_TOKEN")},
+            kafka_security=KafkaSecurity.from_env(env),
+            replication_factor=_positive_int(env, "MSGKPI_REPLICATION_FACTOR", 1),
+            min_insync_replicas=_min_insync_replicas(env),
         )
+
+    def topic_configs(self) -> dict[str, str]:
+        """Topic-level settings for every topic msgkpi or Faust creates."""
+        if self.min_insync_replicas is None:
+            return {}
+        return {"min.insync.replicas": str(self.min_insync_replicas)}

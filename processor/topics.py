@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping, Sequence
 from typing import Final, NamedTuple
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
-from processor.config import Topics
+from processor.config import Settings, Topics
 from processor.errors import MsgkpiError
+from processor.kafka_security import KafkaSecurity, check_credentials
 
 __all__ = [
     "DLQ_PARTITIONS",
@@ -22,7 +24,9 @@ __all__ = [
     "SLA_PARTITIONS",
     "TopicSpec",
     "TopicsUnavailable",
+    "ensure_settings_topics",
     "ensure_topics",
+    "facts_topic",
     "topic_specs",
 ]
 
@@ -57,29 +61,43 @@ def topic_specs(topics: Topics) -> list[TopicSpec]:
     ]
 
 
+def facts_topic(app_id: str) -> str:
+    """The worker group's internal topic of fact deltas, read back by its window stage."""
+    return f"{app_id}-facts"
+
+
 async def ensure_topics(
     bootstrap: str,
     topics: Topics,
     *,
     timeout_s: float = 30.0,
     replication_factor: int = 1,
+    topic_configs: Mapping[str, str] | None = None,
+    security: KafkaSecurity | None = None,
+    extra: Sequence[TopicSpec] = (),
 ) -> list[str]:
-    """Create every missing msgkpi topic; return the names created by this call.
+    """Create every missing msgkpi topic (and the `extra` ones); return the names created by
+    this call.
 
-    Raises `TopicsUnavailable` when Kafka does not answer within `timeout_s` or refuses.
+    Raises `TopicsUnavailable` when Kafka does not answer within `timeout_s` or refuses, and
+    `KafkaAuthFailed` when it refuses the credentials (or the TLS handshake fails).
     """
     if timeout_s <= 0:
         raise ValueError(f"timeout_s must be positive, got {timeout_s}")
-    specs = topic_specs(topics)
+    security = security or KafkaSecurity()
+    await check_credentials(bootstrap, security, timeout_s)
+    specs = [*topic_specs(topics), *extra]
     admin = AIOKafkaAdminClient(
         bootstrap_servers=bootstrap,
         client_id="msgkpi-topics",
         request_timeout_ms=max(1000, int(timeout_s * 1000)),
+        **security.aiokafka_options(),
     )
     try:
         async with asyncio.timeout(timeout_s):
             await admin.start()
-            created = await _create(admin, specs, replication_factor, timeout_s)
+            created = await _create(admin, specs, replication_factor, topic_configs or {},
+                                    timeout_s)
             await _wait_until_described(admin, [s for s in specs if s.name in created])
             await _warn_on_partition_mismatch(admin, specs)
             return created
@@ -93,13 +111,30 @@ async def ensure_topics(
         await _close(admin)
 
 
+async def ensure_settings_topics(settings: Settings, *, timeout_s: float = 30.0,
+                                 worker: bool = False) -> list[str]:
+    """`ensure_topics` with the deployment's bootstrap, security, replication and configs;
+    for a worker, its group's facts topic too. Faust would declare that one itself, but a
+    moment before subscribing: under load the subscription then missed the new topic for good
+    and the windows never saw a fact."""
+    extra = [TopicSpec(facts_topic(settings.app_id), settings.topics.events_partitions)]
+    return await ensure_topics(
+        settings.kafka_bootstrap, settings.topics, timeout_s=timeout_s,
+        replication_factor=settings.replication_factor,
+        topic_configs=settings.topic_configs(), security=settings.kafka_security,
+        extra=extra if worker else (),
+    )
+
+
 async def _create(
     admin: AIOKafkaAdminClient,
     specs: list[TopicSpec],
     replication_factor: int,
+    topic_configs: Mapping[str, str],
     timeout_s: float,
 ) -> list[str]:
-    new_topics = [NewTopic(s.name, s.partitions, replication_factor) for s in specs]
+    new_topics = [NewTopic(s.name, s.partitions, replication_factor,
+                           topic_configs=dict(topic_configs)) for s in specs]
     response = await admin.create_topics(new_topics, timeout_ms=int(timeout_s * 1000))
     created = []
     for entry in response.topic_errors:

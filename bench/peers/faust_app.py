@@ -9,9 +9,12 @@ from typing import Any
 import faust
 from faust.web import Request, Response, View
 
+from processor.kafka_security import KafkaSecurity
+
 
 def faust_peer(name: str, port: int, **settings: Any) -> faust.App:
     return faust.App(name, broker=f"kafka://{os.environ['MSGKPI_KAFKA_BOOTSTRAP']}",
+                     broker_credentials=KafkaSecurity.from_env(os.environ).faust_credentials(),
                      store="memory://", web_port=port, web_bind="127.0.0.1",
                      consumer_auto_offset_reset="earliest", table_standby_replicas=0,
                      **settings)

@@ -4,12 +4,19 @@
 # (deploy/kafka/pom.xml) into a git-ignored cache; nothing fetched is committed.
 #
 # Usage: deploy/kafka/kafka.sh {fetch|start|stop|status|reset}
+#        deploy/kafka/kafka.sh {start-secure|stop-secure|status-secure|reset-secure|env-secure}
 #   fetch   download the broker jars once (no-op when already complete)
 #   start   fetch if needed, format storage once, start the broker in the background and
 #           wait until it serves metadata (no-op when something already listens on the port)
 #   stop    stop the broker started by this script (SIGTERM, then SIGKILL after 30 s)
 #   status  print running / not running; exit 0 when running, 1 otherwise
 #   reset   stop and delete the broker's data (next start formats fresh storage)
+#   *-secure  the same for a second, opt-in broker with its own run dir and ports whose client
+#           listener is SASL_SSL (SCRAM-SHA-256 and SCRAM-SHA-512): on first start a throwaway
+#           CA, broker keystore and truststore are made with keytool and a SCRAM user with a
+#           random password is added at storage format time. Its inter-broker and controller
+#           listeners stay PLAINTEXT on loopback. `env-secure` prints the MSGKPI_KAFKA_*
+#           settings a client needs (bootstrap, protocol, mechanism, user, password file, CA).
 #
 # Environment:
 #   MSGKPI_KAFKA_BOOTSTRAP   host:port of the PLAINTEXT listener (default 127.0.0.1:9092)
@@ -19,7 +26,13 @@
 #   MSGKPI_KAFKA_VERSION     org.apache.kafka:kafka_2.13 version (default below)
 #   MSGKPI_KAFKA_HEAP_OPTS   JVM heap options (default -Xmx512m -Xms256m)
 #   MSGKPI_KAFKA_START_TIMEOUT  seconds to wait for readiness (default 90)
+#   MSGKPI_KAFKA_SECURE_PORT the secured broker's SASL_SSL port (default: the broker's port
+#                            + 10, e.g. 9102); its loopback PLAINTEXT listener is that + 1 and
+#                            its controller that + 100
 set -euo pipefail
+
+SECURE=0
+[[ "${1:-}" == *-secure ]] && SECURE=1
 
 # Newest 4.x on Maven Central when this was written; verified with aiokafka 0.14 (idempotent
 # and transactional producers, group join/commit, read_committed, TxnOffsetCommit).
@@ -37,6 +50,10 @@ LIBS_DIR="$KAFKA_HOME/libs"
 MARKER="$KAFKA_HOME/.fetch-complete"
 
 RUN_DIR="$CACHE_DIR/kafka-run"
+((SECURE)) && RUN_DIR="$CACHE_DIR/kafka-secure-run"
+TLS_DIR="$RUN_DIR/tls"              # secure mode: CA, keystore, truststore, their password
+CLIENT_ENV_FILE="$RUN_DIR/client.env"   # secure mode: settings for msgkpi's clients
+SCRAM_USER="msgkpi"
 DATA_DIR="$RUN_DIR/data"
 LOGS_DIR="$RUN_DIR/logs"            # log4j2 output (server.log)
 PID_FILE="$RUN_DIR/kafka.pid"
@@ -57,6 +74,16 @@ if [[ -z "$HOST" || "$HOST" == "$BOOTSTRAP" || ! "$PORT" =~ ^[0-9]+$ ]]; then
     exit 2
 fi
 CONTROLLER_PORT="${MSGKPI_KAFKA_CONTROLLER_PORT:-$((PORT + 100))}"
+if ((SECURE)); then
+    SECURE_PORT="${MSGKPI_KAFKA_SECURE_PORT:-$((PORT + 10))}"
+    if [[ ! "$SECURE_PORT" =~ ^[0-9]+$ ]]; then
+        echo "kafka.sh: MSGKPI_KAFKA_SECURE_PORT must be a port, got '$SECURE_PORT'" >&2
+        exit 2
+    fi
+    # The loopback PLAINTEXT listener (inter-broker, readiness probe) takes PORT's role below.
+    PORT=$((SECURE_PORT + 1))
+    CONTROLLER_PORT=$((SECURE_PORT + 100))
+fi
 if [[ ! "$CONTROLLER_PORT" =~ ^[0-9]+$ || "$CONTROLLER_PORT" == "$PORT" ]]; then
     echo "kafka.sh: MSGKPI_KAFKA_CONTROLLER_PORT must be a port other than $PORT, got '$CONTROLLER_PORT'" >&2
     exit 2
@@ -188,10 +215,11 @@ process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=$HOST:$CONTROLLER_PORT
 controller.listener.names=CONTROLLER
-listeners=PLAINTEXT://$HOST:$PORT,CONTROLLER://$HOST:$CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://$HOST:$PORT,CONTROLLER://$HOST:$CONTROLLER_PORT
+listeners=PLAINTEXT://$HOST:$PORT,CONTROLLER://$HOST:$CONTROLLER_PORT$(secure_listener)
+advertised.listeners=PLAINTEXT://$HOST:$PORT,CONTROLLER://$HOST:$CONTROLLER_PORT$(secure_listener)
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT$(secure_protocol)
+$(secure_settings)
 
 log.dirs=$DATA_DIR
 
@@ -346,6 +374,101 @@ wait_ready() {
     esac
 }
 
+
+# ---------------------------------------------------------------------------------- secure mode
+
+secure_listener() {
+    ((SECURE)) && printf ',SASL_SSL://%s:%s' "$HOST" "$SECURE_PORT"
+    return 0
+}
+
+secure_protocol() {
+    ((SECURE)) && printf ',SASL_SSL:SASL_SSL'
+    return 0
+}
+
+secure_settings() {
+    ((SECURE)) || return 0
+    local store_password
+    store_password="$(cat "$TLS_DIR/store-password")"
+    cat <<EOF
+# Secure mode: clients authenticate with SCRAM over TLS on the SASL_SSL listener.
+sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+ssl.keystore.type=PKCS12
+ssl.keystore.location=$TLS_DIR/broker.p12
+ssl.keystore.password=$store_password
+ssl.key.password=$store_password
+ssl.truststore.type=PKCS12
+ssl.truststore.location=$TLS_DIR/truststore.p12
+ssl.truststore.password=$store_password
+ssl.client.auth=none
+EOF
+}
+
+random_secret() { od -An -N24 -tx1 /dev/urandom | tr -d ' \n'; }
+
+# A throwaway CA, the broker's key pair signed by it (SAN 127.0.0.1 and localhost), a
+# truststore with the CA, and the CA in PEM for Python's ssl. Made once, with the storage.
+make_tls() {
+    command -v keytool >/dev/null || die "keytool (Java 17+) is required for the secured broker"
+    rm -rf "$TLS_DIR"
+    mkdir -p "$TLS_DIR"
+    chmod 700 "$TLS_DIR"
+    local pw dir="$TLS_DIR" san="SAN=ip:$HOST,ip:127.0.0.1,dns:localhost"
+    pw="$(random_secret)"
+    printf '%s' "$pw" >"$dir/store-password"
+    local kt=(keytool -noprompt -storetype PKCS12 -storepass "$pw" -keypass "$pw")
+    {
+        "${kt[@]}" -genkeypair -alias ca -keyalg RSA -keysize 2048 -validity 3650 \
+            -dname "CN=msgkpi throwaway local CA" -ext bc:c=ca:true \
+            -ext ku:c=keyCertSign,cRLSign -keystore "$dir/ca.p12"
+        "${kt[@]}" -exportcert -rfc -alias ca -keystore "$dir/ca.p12" -file "$dir/ca.pem"
+        "${kt[@]}" -genkeypair -alias broker -keyalg RSA -keysize 2048 -validity 3650 \
+            -dname "CN=localhost" -ext "$san" -keystore "$dir/broker.p12"
+        "${kt[@]}" -certreq -alias broker -keystore "$dir/broker.p12" -file "$dir/broker.csr"
+        "${kt[@]}" -gencert -alias ca -keystore "$dir/ca.p12" -infile "$dir/broker.csr" \
+            -outfile "$dir/broker.pem" -rfc -validity 3650 -ext "$san" \
+            -ext ku:c=digitalSignature,keyEncipherment -ext eku=serverAuth
+        "${kt[@]}" -importcert -alias ca -file "$dir/ca.pem" -keystore "$dir/broker.p12"
+        "${kt[@]}" -importcert -alias broker -file "$dir/broker.pem" -keystore "$dir/broker.p12"
+        "${kt[@]}" -importcert -alias ca -file "$dir/ca.pem" -keystore "$dir/truststore.p12"
+    } >"$dir/keytool.log" 2>&1 || { cat "$dir/keytool.log" >&2; die "keytool failed"; }
+    [[ -s "$dir/ca.pem" && -s "$dir/broker.p12" && -s "$dir/truststore.p12" ]] \
+        || die "keytool could not make the throwaway CA and keystores in $dir"
+}
+
+# The SCRAM user's password (made once) and the settings file for msgkpi's clients.
+make_client_env() {
+    mkdir -p "$RUN_DIR/client"
+    chmod 700 "$RUN_DIR/client"
+    [[ -s "$RUN_DIR/client/password" ]] || (umask 077 && random_secret >"$RUN_DIR/client/password")
+    cat >"$CLIENT_ENV_FILE" <<EOF
+MSGKPI_KAFKA_BOOTSTRAP=$HOST:$SECURE_PORT
+MSGKPI_KAFKA_SECURITY_PROTOCOL=SASL_SSL
+MSGKPI_KAFKA_SASL_MECHANISM=SCRAM-SHA-256
+MSGKPI_KAFKA_SASL_USERNAME=$SCRAM_USER
+MSGKPI_KAFKA_SASL_PASSWORD_FILE=$RUN_DIR/client/password
+MSGKPI_KAFKA_SSL_CA_FILE=$TLS_DIR/ca.pem
+EOF
+}
+
+# Arguments for `StorageTool format` that add the SCRAM user (both mechanisms).
+scram_format_args() {
+    SCRAM_ARGS=()
+    ((SECURE)) || return 0
+    local pw
+    pw="$(cat "$RUN_DIR/client/password")"
+    SCRAM_ARGS=(--add-scram "SCRAM-SHA-256=[name=$SCRAM_USER,password=$pw]"
+                --add-scram "SCRAM-SHA-512=[name=$SCRAM_USER,password=$pw]")
+}
+
+cmd_env_secure() {
+    [[ -s "$CLIENT_ENV_FILE" ]] || die "the secured broker was never started here ('$0 start-secure')"
+    cat "$CLIENT_ENV_FILE"
+}
+
 # ---------------------------------------------------------------------------------- commands
 
 cmd_fetch() {
@@ -381,6 +504,15 @@ cmd_start() {
         return 0
     fi
 
+    if ((SECURE)); then
+        mkdir -p "$RUN_DIR"
+        if [[ ! -f "$DATA_DIR/meta.properties" ]]; then
+            make_tls
+            rm -f "$RUN_DIR/client/password"   # a new user with fresh storage
+        fi
+        [[ -s "$TLS_DIR/store-password" ]] || die "$TLS_DIR is incomplete; run '$0 reset-secure'"
+        make_client_env
+    fi
     write_config
     ensure_ready_check
     local cp="$LIBS_DIR/*"
@@ -396,8 +528,10 @@ cmd_start() {
         local cluster_id
         cluster_id="$(java -cp "$cp" -Dorg.apache.logging.log4j.level=OFF kafka.tools.StorageTool random-uuid)"
         log "formatting new storage in $DATA_DIR (cluster id $cluster_id)"
+        scram_format_args
         java -cp "$cp" -Dlog4j2.configurationFile="$LOG4J_FILE" -Dkafka.logs.dir="$LOGS_DIR" \
-            kafka.tools.StorageTool format --standalone -t "$cluster_id" -c "$PROPS_FILE" >>"$OUT_FILE" 2>&1 \
+            kafka.tools.StorageTool format --standalone -t "$cluster_id" -c "$PROPS_FILE" \
+            "${SCRAM_ARGS[@]}" >>"$OUT_FILE" 2>&1 \
             || { show_log_tail; die "storage format failed"; }
         printf 'bootstrap=%s\nkafka=%s\ncluster.id=%s\n' "$HOST:$PORT" "$KAFKA_VERSION" "$cluster_id" >"$FORMATTED_FILE"
     fi
@@ -418,6 +552,9 @@ cmd_start() {
 
     wait_ready "$pid" "$START_TIMEOUT"
     log "broker ready on $HOST:$PORT after $((SECONDS - started)) s"
+    if ((SECURE)); then
+        log "SASL_SSL listener on $HOST:$SECURE_PORT (SCRAM user $SCRAM_USER); client settings: $CLIENT_ENV_FILE"
+    fi
 }
 
 stop_broker() {
@@ -475,17 +612,21 @@ cmd_reset() {
     take_lock
     stop_broker
     rm -rf "$DATA_DIR" "$FORMATTED_FILE"
+    if ((SECURE)); then
+        rm -rf "$TLS_DIR" "$RUN_DIR/client" "$CLIENT_ENV_FILE"
+    fi
     log "deleted $DATA_DIR; the next start formats fresh storage"
 }
 
 case "${1:-}" in
     fetch) cmd_fetch ;;
-    start) cmd_start ;;
-    stop) cmd_stop ;;
-    status) cmd_status ;;
-    reset) cmd_reset ;;
+    start | start-secure) cmd_start ;;
+    stop | stop-secure) cmd_stop ;;
+    status | status-secure) cmd_status ;;
+    reset | reset-secure) cmd_reset ;;
+    env-secure) cmd_env_secure ;;
     *)
-        echo "usage: $0 {fetch|start|stop|status|reset}" >&2
+        echo "usage: $0 {fetch|start|stop|status|reset|start-secure|stop-secure|status-secure|reset-secure|env-secure}" >&2
         exit 2
         ;;
 esac

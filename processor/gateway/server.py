@@ -18,7 +18,8 @@ from processor.config import Settings
 from processor.errors import ConfigError
 from processor.gateway.app import create_app
 from processor.gateway.sink import KafkaEventSink
-from processor.topics import TopicsUnavailable, ensure_topics
+from processor.kafka_security import EXIT_KAFKA_AUTH, KafkaAuthFailed, check_credentials
+from processor.topics import TopicsUnavailable, ensure_settings_topics
 
 __all__ = ["build_adapters", "run_gateway", "serve"]
 
@@ -44,10 +45,14 @@ def run_gateway(settings: Settings) -> int:
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
     try:
+        asyncio.run(check_credentials(settings.kafka_bootstrap, settings.kafka_security))
         return asyncio.run(serve(settings))
     except ConfigError as exc:
         print(f"msgkpi: configuration error: {exc}", file=sys.stderr)
         return 2
+    except KafkaAuthFailed as exc:
+        print(f"msgkpi gateway: {exc}", file=sys.stderr)
+        return EXIT_KAFKA_AUTH
 
 
 async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
@@ -99,7 +104,10 @@ async def _ensure_topics_until_done(settings: Settings) -> None:
     """Create missing topics (auto-creation is off); Kafka may come up after the gateway."""
     while True:
         try:
-            await ensure_topics(settings.kafka_bootstrap, settings.topics)
+            await ensure_settings_topics(settings)
+            return
+        except KafkaAuthFailed as exc:  # Kafka came up after the gateway and refused it
+            log.error("%s; /readyz stays 503 until the credentials are fixed", exc)
             return
         except TopicsUnavailable as exc:
             log.warning("topics not ensured yet, retrying in %ss: %s", _TOPICS_RETRY_S, exc)
@@ -111,7 +119,7 @@ async def _ensure_topics_until_done(settings: Settings) -> None:
 
 def _log_started(settings: Settings, channels: list[str]) -> None:
     log.info(
-        "gateway listening on http://%s:%d; Kafka %s, topic %s; channels: %s",
+        "gateway listening on http://%s:%d; Kafka %s (%s), topic %s; channels: %s",
         settings.gateway_host, settings.gateway_port, settings.kafka_bootstrap,
-        settings.topics.events, ", ".join(channels),
+        settings.kafka_security.describe(), settings.topics.events, ", ".join(channels),
     )

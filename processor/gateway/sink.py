@@ -21,6 +21,7 @@ from aiokafka.protocol.offset import OffsetRequest
 from processor.config import Settings
 from processor.errors import MsgkpiError, SinkUnavailable
 from processor.events import ConversationEvent
+from processor.kafka_security import KafkaSecurity
 
 __all__ = [
     "MAX_EVENT_BYTES",
@@ -101,6 +102,7 @@ class KafkaEventSink:
         stop_timeout_s: float = 5.0,
         max_event_bytes: int = MAX_EVENT_BYTES,
         producer_factory: ProducerFactory | None = None,
+        security: KafkaSecurity | None = None,
     ) -> None:
         if produce_timeout_s <= 0:
             raise ValueError(f"produce_timeout_s must be positive, got {produce_timeout_s}")
@@ -111,6 +113,7 @@ class KafkaEventSink:
         self._ready_timeout_s = ready_timeout_s
         self._stop_timeout_s = stop_timeout_s
         self._max_event_bytes = max_event_bytes
+        self._security = security or KafkaSecurity()
         self._factory = producer_factory or self._aiokafka_producer
         self._producer: Producer | None = None
         self._connecting: asyncio.Task[Producer] | None = None
@@ -123,6 +126,7 @@ class KafkaEventSink:
             settings.kafka_bootstrap,
             settings.topics.events,
             produce_timeout_s=settings.produce_timeout_s,
+            security=settings.kafka_security,
             **options,
         )
 
@@ -296,6 +300,7 @@ class KafkaEventSink:
             enable_idempotence=True,
             acks="all",
             linger_ms=5,
+            **self._security.aiokafka_options(),
         )
         return producer
 

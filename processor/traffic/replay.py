@@ -43,7 +43,8 @@ from aiokafka.errors import KafkaError
 from processor.config import Settings
 from processor.errors import InvalidEvent, MsgkpiError
 from processor.events import ConversationEvent, event_from_dict
-from processor.topics import TopicsUnavailable, ensure_topics
+from processor.kafka_security import KafkaAuthFailed, KafkaSecurity, check_credentials
+from processor.topics import TopicsUnavailable, ensure_settings_topics
 
 __all__ = [
     "MAX_EVENT_BYTES",
@@ -295,8 +296,9 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
-def _aiokafka_producer(bootstrap: str, timeout_s: float) -> Producer:
+def _aiokafka_producer(bootstrap: str, timeout_s: float, security: KafkaSecurity) -> Producer:
     producer: Producer = AIOKafkaProducer(
+        **security.aiokafka_options(),
         bootstrap_servers=bootstrap,
         client_id="msgkpi-replay",
         enable_idempotence=True,
@@ -351,6 +353,7 @@ class ReplayOptions:
     create_topics: Settings | None = None
     """Create the deployment's topics first (when the topic was not overridden)."""
     max_in_flight: int = MAX_IN_FLIGHT
+    security: KafkaSecurity = field(default_factory=KafkaSecurity)
 
 
 async def replay(
@@ -363,14 +366,16 @@ async def replay(
     progress_every_s: float = 1.0,
 ) -> None:
     """Connect, write, wait for every acknowledgement; `ReplayFailed` on any Kafka failure."""
-    if options.create_topics is not None:
-        settings = options.create_topics
-        try:
-            await ensure_topics(options.bootstrap, settings.topics, timeout_s=options.timeout_s)
-        except TopicsUnavailable as exc:
-            raise ReplayFailed(f"Kafka at {options.bootstrap} is not usable: {exc}") from exc
-    factory = producer_factory or (lambda: _aiokafka_producer(options.bootstrap,
-                                                              options.timeout_s))
+    try:
+        await check_credentials(options.bootstrap, options.security, options.timeout_s)
+        if options.create_topics is not None:
+            await ensure_settings_topics(options.create_topics, timeout_s=options.timeout_s)
+    except KafkaAuthFailed as exc:
+        raise ReplayFailed(str(exc)) from None
+    except TopicsUnavailable as exc:
+        raise ReplayFailed(f"Kafka at {options.bootstrap} is not usable: {exc}") from exc
+    factory = producer_factory or (lambda: _aiokafka_producer(
+        options.bootstrap, options.timeout_s, options.security))
     producer = factory()
     reporter: asyncio.Task[None] | None = None
     try:
@@ -593,6 +598,7 @@ def run_replay(settings: Settings, args: argparse.Namespace) -> int:
             options = ReplayOptions(
                 bootstrap=settings.kafka_bootstrap, topic=topic, timeout_s=timeout_s,
                 rate=args.rate, create_topics=None if args.topic else settings,
+                security=settings.kafka_security,
             )
             print(f"{_PROG}: writing {stats.valid} events from {where} to {topic} on "
                   f"{settings.kafka_bootstrap}" + (f" at {args.rate:g} ev/s" if args.rate else ""),

@@ -21,11 +21,12 @@ from prometheus_client import CollectorRegistry, disable_created_metrics, genera
 from processor.config import Settings
 from processor.errors import ConfigError
 from processor.export.worker_metrics import AwaitingCollector, WorkerMetrics
+from processor.kafka_security import EXIT_KAFKA_AUTH, KafkaAuthFailed
 from processor.kpi.awaiting import AwaitingIndex
 from processor.kpi.event_step import EventProcessor, Record, Rejected
 from processor.kpi.policy import PolicySet
 from processor.policy_file import load_policy_file
-from processor.topics import TopicsUnavailable, ensure_topics
+from processor.topics import TopicsUnavailable, ensure_settings_topics
 from processor.worker.codec import ConversationCodec
 from processor.worker.delivery import (
     DELIVERY_CHECK_S,
@@ -71,6 +72,8 @@ def _faust_app(settings: Settings) -> faust.App:
     return faust.App(
         settings.app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
+        broker_credentials=settings.kafka_security.faust_credentials(),
+        topic_replication_factor=settings.replication_factor,
         store="memory://",
         # Exactness comes from the idempotent design (docs/kpis.md, "Which numbers are exact"),
         # tested with SIGKILL on the real broker; not from Kafka transactions.
@@ -140,9 +143,11 @@ def build_worker(
     attach_sla_stage(app, settings, sla, processor, conversations, changelog, unsettled)
     windows = attach_window_stage(app, settings, registry, processor, unsettled)
     guard = DeliveryGuard(KafkaRanges(settings.kafka_bootstrap, settings.app_id,
-                                      settings.topics.events))
+                                      settings.topics.events, settings.kafka_security))
     registry.register(DeliveryCollector([guard, windows.guard]))
     registry.register(BatchCollector(batch_consumer(app)))
+    for internal in (windows.facts, *(table.changelog_topic for table in app.tables.values())):
+        internal.config = {**internal.config, **settings.topic_configs()}  # min.insync.replicas
 
     async def process(records: list[Record]) -> None:
         """One batch, completed by the guard (the caller holds `unsettled`): state, facts
@@ -247,10 +252,13 @@ def run_worker(settings: Settings) -> int:
     # logging's last-resort handler, beside our one-line message.
     logging.getLogger("aiokafka").addHandler(logging.NullHandler())
     try:
-        asyncio.run(ensure_topics(settings.kafka_bootstrap, settings.topics))
+        asyncio.run(ensure_settings_topics(settings, worker=True))
     except TopicsUnavailable as exc:
         print(f"msgkpi worker: no Kafka broker reachable: {exc}", file=sys.stderr)
         return EXIT_NO_BROKER
+    except KafkaAuthFailed as exc:
+        print(f"msgkpi worker: {exc}", file=sys.stderr)
+        return EXIT_KAFKA_AUTH
     worker_app = build_worker(settings, CollectorRegistry(), policies)
     log.info("worker metrics on http://%s:%d/metrics", settings.worker_host,
              settings.worker_port)

@@ -32,6 +32,7 @@ from faust.types import TP, Message
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from processor.kafka_security import KafkaSecurity
 from processor.kpi.event_step import Record
 from processor.worker.faust_seams import handed_out
 
@@ -57,8 +58,10 @@ Handler = Callable[[list[Record]], Awaitable[None]]
 class KafkaRanges:
     """Reads committed offsets and offset ranges of one topic outside the consumer group."""
 
-    def __init__(self, bootstrap: str, group_id: str, topic: str) -> None:
+    def __init__(self, bootstrap: str, group_id: str, topic: str,
+                 security: KafkaSecurity | None = None) -> None:
         self._bootstrap = bootstrap
+        self._security = security or KafkaSecurity()
         self._group_id = group_id
         self.topic = topic
         self._admin: AIOKafkaAdminClient | None = None
@@ -96,7 +99,8 @@ class KafkaRanges:
 
     async def _admin_client(self) -> AIOKafkaAdminClient:
         if self._admin is None:
-            self._admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap)
+            self._admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap,
+                                              **self._security.aiokafka_options())
             await self._admin.start()
         return self._admin
 
@@ -105,7 +109,8 @@ class KafkaRanges:
             # earliest: a start that retention deleted reads from the log start on
             self._reader = AIOKafkaConsumer(bootstrap_servers=self._bootstrap,
                                             enable_auto_commit=False,
-                                            auto_offset_reset="earliest")
+                                            auto_offset_reset="earliest",
+                                            **self._security.aiokafka_options())
             await self._reader.start()
         return self._reader
 

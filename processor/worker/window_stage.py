@@ -29,6 +29,7 @@ from processor.kpi.pane_store import (
     snapshot_key,
 )
 from processor.kpi.windows import WindowSpec, parse_window
+from processor.topics import facts_topic
 from processor.worker.codec import decode_or_drop
 from processor.worker.delivery import (
     DELIVERY_CHECK_S,
@@ -75,7 +76,7 @@ class WindowStage:
         self._app = app
         self._processor = processor
         self.facts = app.topic(
-            f"{settings.app_id}-facts", key_type=bytes, value_type=bytes, key_serializer="raw",
+            facts_topic(settings.app_id), key_type=bytes, value_type=bytes, key_serializer="raw",
             value_serializer="raw", partitions=self.partitions, internal=True,
         )
         self.kpi = app.topic(settings.topics.kpi, key_type=bytes, value_type=bytes,
@@ -84,7 +85,8 @@ class WindowStage:
         self.changelog = ChangelogWriter(self.table)
         self.windows = WindowProcessor(self.table.data, self.specs, settings.grace_ms)
         self.guard = DeliveryGuard(KafkaRanges(settings.kafka_bootstrap, settings.app_id,
-                                               self.facts.get_topic_name()))
+                                               self.facts.get_topic_name(),
+                                               settings.kafka_security))
         self.applying = asyncio.Lock()
         """Held while a batch of facts is applied, and by a revocation that drops panes."""
 

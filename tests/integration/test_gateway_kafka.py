@@ -27,7 +27,13 @@ from processor.config import Settings, Topics
 from processor.events import event_from_dict
 from processor.gateway.app import create_app
 from processor.gateway.sink import KafkaEventSink
-from processor.topics import ensure_topics, topic_specs
+from processor.topics import (
+    TopicsUnavailable,
+    ensure_settings_topics,
+    ensure_topics,
+    facts_topic,
+    topic_specs,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -126,6 +132,18 @@ async def test_ensure_topics_creates_all_with_their_partitions_once(
         counts = {meta["topic"]: len(meta["partitions"]) for meta in described}
         assert counts == {s.name: s.partitions for s in specs}
         assert counts[topics.events] == 6
+
+
+async def test_replication_factor_reaches_kafka_which_refuses_more_than_it_has_brokers(
+    admin: AIOKafkaAdminClient, topics: Topics
+) -> None:
+    async with asyncio.timeout(TIMEOUT_S):
+        with pytest.raises(TopicsUnavailable, match=r"(?i)replication factor"):
+            await ensure_topics(BOOTSTRAP, topics, timeout_s=30, replication_factor=2)
+        assert await ensure_topics(BOOTSTRAP, topics, timeout_s=30, replication_factor=1,
+                                   topic_configs={"min.insync.replicas": "1"})
+        described = await admin.describe_topics([topics.events])
+        assert len(described[0]["partitions"][0]["replicas"]) == 1
 
 
 async def test_posted_events_are_in_kafka_keyed_and_partitioned_by_conversation(
@@ -236,3 +254,23 @@ async def test_ready_on_a_new_topic_means_every_partition_takes_a_write_at_once(
         retries = [r.getMessage() for r in caplog.records if "retrying" in r.getMessage()]
         assert retries == []
         assert elapsed < 1.0
+
+
+async def test_a_worker_creates_its_facts_topic_before_faust_subscribes(
+        admin: AIOKafkaAdminClient, topics: Topics) -> None:
+    """Faust declared `<app>-facts` a moment before subscribing; under load the subscription
+    missed the new topic for good and no window ever got a fact. The worker creates it with
+    the other topics now; a gateway does not."""
+    app_id = f"msgkpi-test-gw-{uuid.uuid4().hex[:10]}"
+    settings = Settings(kafka_bootstrap=BOOTSTRAP, topics=topics, app_id=app_id)
+    try:
+        async with asyncio.timeout(TIMEOUT_S):
+            await ensure_settings_topics(settings)
+            assert facts_topic(app_id) not in set(await admin.list_topics())
+            created = await ensure_settings_topics(settings, worker=True)
+            assert created == [facts_topic(app_id)]
+            [described] = await admin.describe_topics([facts_topic(app_id)])
+            assert len(described["partitions"]) == topics.events_partitions
+    finally:
+        if facts_topic(app_id) in set(await admin.list_topics()):
+            await admin.delete_topics([facts_topic(app_id)], timeout_ms=10_000)

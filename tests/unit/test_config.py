@@ -35,3 +35,39 @@ def test_a_worker_instance_id_turns_on_static_group_membership(tmp_path: object)
     assert settings.worker_instance_id == "msgkpi-worker-0"
     app = build_worker(settings, CollectorRegistry()).app
     assert app.conf.consumer_group_instance_id == "msgkpi-worker-0"
+
+
+def test_topics_are_replicated_once_and_take_the_brokers_min_insync_by_default() -> None:
+    settings = Settings.from_env({})
+    assert settings.replication_factor == 1
+    assert settings.min_insync_replicas is None
+    assert settings.topic_configs() == {}
+    assert settings.kafka_security.protocol == "PLAINTEXT"
+
+
+def test_production_replication_sets_min_insync_replicas_on_the_topics() -> None:
+    settings = Settings.from_env({"MSGKPI_REPLICATION_FACTOR": "3",
+                                  "MSGKPI_MIN_INSYNC_REPLICAS": "2"})
+    assert settings.replication_factor == 3
+    assert settings.topic_configs() == {"min.insync.replicas": "2"}
+
+
+@pytest.mark.parametrize(("env", "variable"), [
+    ({"MSGKPI_REPLICATION_FACTOR": "0"}, "MSGKPI_REPLICATION_FACTOR"),
+    ({"MSGKPI_MIN_INSYNC_REPLICAS": "2"}, "MSGKPI_MIN_INSYNC_REPLICAS"),
+    ({"MSGKPI_REPLICATION_FACTOR": "3", "MSGKPI_MIN_INSYNC_REPLICAS": "0"},
+     "MSGKPI_MIN_INSYNC_REPLICAS"),
+])
+def test_impossible_replication_settings_name_the_variable(
+        env: dict[str, str], variable: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env(env)
+    assert raised.value.key == variable
+
+
+def test_processes_bind_loopback_unless_told_otherwise() -> None:
+    settings = Settings.from_env({})
+    assert (settings.gateway_host, settings.worker_host) == ("127.0.0.1", "127.0.0.1")
+    settings = Settings.from_env({"MSGKPI_GATEWAY_HOST": "0.0.0.0",
+                                  "MSGKPI_WORKER_HOST": "0.0.0.0"})
+    assert (settings.gateway_host, settings.worker_host) == ("0.0.0.0", "0.0.0.0")
