@@ -26,6 +26,7 @@ from typing import Any, Final, Literal
 
 __all__ = [
     "AlertBook",
+    "AlertKind",
     "ConversationActivity",
     "ConversationAlert",
     "Mark",

@@ -24,11 +24,12 @@ from processor.export.alertmanager import (
     AlertLinks,
     AlertmanagerClient,
     AlertmanagerUnavailable,
+    conversation_link,
     to_alertmanager,
 )
 from processor.kpi.policy import PolicySet
 from processor.policy_file import load_policy_file
-from processor.ui.alerts import AlertBook
+from processor.ui.alerts import AlertBook, SlaEvent
 from processor.ui.feed import UiFeed
 from processor.ui.settings import UiSettings
 from processor.ui.view import KpiBoard, page_json, window_ms
@@ -119,8 +120,11 @@ async def serve(settings: Settings, ui: UiSettings, policies: PolicySet,
     feed = UiFeed(settings, f"{settings.app_id}-ui", board, book,
                   kpi_lookback_ms=max(map(window_ms, settings.windows)) + _KPI_LOOKBACK_MARGIN_MS,
                   changed=sender.changed if sender else _nothing, clock_ms=_now_ms)
-    app = create_app(lambda: page_json(board, book, _now_ms(), ready=feed.ready.is_set()),
-                     feed.ready.is_set, ui.token)
+    def link(event: SlaEvent) -> str | None:
+        return conversation_link(_template(policies, event.policy), event)
+
+    app = create_app(lambda: page_json(board, book, _now_ms(), ready=feed.ready.is_set(),
+                                       link=link), feed.ready.is_set, ui.token)
     runner = web.AppRunner(app, access_log=None)  # query strings may carry the token
     await runner.setup()
     tasks: list[asyncio.Task[None]] = []
@@ -150,6 +154,13 @@ async def serve(settings: Settings, ui: UiSettings, policies: PolicySet,
 
 def _nothing() -> None:
     pass
+
+
+def _template(policies: PolicySet, name: str) -> str | None:
+    try:
+        return policies.policy(name).conversation_url
+    except KeyError:
+        return None
 
 
 def _sender(ui: UiSettings, book: AlertBook, policies: PolicySet) -> AlertSender | None:

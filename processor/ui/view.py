@@ -8,11 +8,11 @@ watermark, so records read in any order (a rebuild, two partitions) give the sam
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from processor.ui.alerts import AlertBook
+from processor.ui.alerts import AlertBook, AlertKind, SlaEvent
 
 __all__ = [
     "CHART_SPAN_MS",
@@ -219,16 +219,26 @@ class KpiBoard:
                 "agents": {window: self.agents(window) for window in self.windows}}
 
 
+def _no_link(event: SlaEvent) -> str | None:
+    return None
+
+
 def page_json(board: KpiBoard, book: AlertBook, now_ms: int, *, ready: bool,
+              link: Callable[[SlaEvent], str | None] = _no_link,
               limit: int = 100) -> dict[str, Any]:
     """`GET /api/kpis`: the board, and the newest `limit` active at-risk and breached
-    conversations with their time left at `now_ms` (negative: overdue)."""
+    conversations with their time left at `now_ms` (negative: overdue) and `link` (the
+    conversation in the helpdesk, or None)."""
+    def rows(kind: AlertKind) -> list[dict[str, Any]]:
+        return [{**alert.to_json(now_ms), "conversation_url": link(alert.event)}
+                for alert in book.active(kind, limit)]
+
     return {
         "now_ms": now_ms,
         "ready": ready,
         **board.to_json(),
-        "at_risk": [alert.to_json(now_ms) for alert in book.active("at_risk", limit)],
-        "breached": [alert.to_json(now_ms) for alert in book.active("breach", limit)],
+        "at_risk": rows("at_risk"),
+        "breached": rows("breach"),
         "totals": {"at_risk": book.active_count("at_risk"),
                    "breached": book.active_count("breach")},
     }
