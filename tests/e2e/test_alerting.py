@@ -57,16 +57,6 @@ RULES = sorted((REPO_ROOT / "deploy" / "prometheus" / "rules").glob("*.yml"))
 ALERTMANAGER_CONFIG = REPO_ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
 
 
-@pytest.fixture(scope="session")
-def kafka_bootstrap() -> Iterator[str]:
-    """The broker's address; starts the project's broker if nothing listens there yet."""
-    bootstrap = os.environ.get("MSGKPI_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
-    subprocess.run(["bash", str(REPO_ROOT / "deploy" / "kafka" / "kafka.sh"), "start"],
-                   check=True, env={**os.environ, "MSGKPI_KAFKA_BOOTSTRAP": bootstrap},
-                   timeout=900)
-    yield bootstrap
-
-
 def binary(*names: str) -> str:
     for name in names:
         found = shutil.which(name)

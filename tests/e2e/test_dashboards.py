@@ -43,7 +43,6 @@ import yaml  # type: ignore[import-untyped, unused-ignore]
 from aiokafka import AIOKafkaProducer
 
 from processor.traffic.scenario import Scenario, generate_events
-from tests.e2e import test_alerting
 from tests.e2e.test_alerting import Process, binary, prometheus_config
 from tests.integration.services import (
     REPO_ROOT,
@@ -57,8 +56,6 @@ from tests.integration.services import (
 from tests.integration.test_sla_live import message, now_ms, post, warm_up
 
 pytestmark = pytest.mark.e2e
-
-kafka_bootstrap = test_alerting.kafka_bootstrap  # the same session fixture (starts the broker)
 
 GRAFANA = REPO_ROOT / "deploy" / "grafana"
 DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
