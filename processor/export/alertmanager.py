@@ -58,7 +58,7 @@ class AlertLinks:
     docs_url: str
     """Where docs/ is published: runbook_url = <docs_url>/sla.md#per-conversation-alerts."""
     dashboard_url: str
-    """The support dashboard: dashboard_url = <dashboard_url>?var-channel=<channel>."""
+    """The support dashboard: dashboard_url = <dashboard_url>?var-channel=..&var-policy=.."""
     page_url: str | None = None
     """The live page (`msgkpi ui`), Alertmanager's generatorURL."""
 
@@ -141,7 +141,8 @@ def _annotations(alert: ConversationAlert, policy: SlaPolicy | None, links: Aler
         "due_at": _iso(event.due_ms),
         "time_left": _time_left(event, now_ms),
         "runbook_url": f"{links.docs_url.rstrip('/')}/{RUNBOOK_ANCHOR}",
-        "dashboard_url": f"{links.dashboard_url}?var-channel={quote(event.channel, safe='')}",
+        "dashboard_url": (f"{links.dashboard_url}?var-channel={quote(event.channel, safe='')}"
+                          f"&var-policy={quote(event.policy, safe='')}"),
     }
     link = conversation_link(policy.conversation_url if policy is not None else None, event)
     if link is not None:

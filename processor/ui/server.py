@@ -43,6 +43,7 @@ _STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
 _KPI_LOOKBACK_MARGIN_MS: Final = 3600_000
 _ACTIVE_FOR_RESENDS: Final = 4
 _RETRY_S: Final = 5.0
+SUPPORT_DASHBOARD_UID: Final = "msgkpi-support-kpis"
 
 
 def _now_ms() -> int:
@@ -166,7 +167,7 @@ def _template(policies: PolicySet, name: str) -> str | None:
 def _sender(ui: UiSettings, book: AlertBook, policies: PolicySet) -> AlertSender | None:
     if not ui.alertmanager_urls:
         return None
-    links = AlertLinks(ui.docs_url, ui.dashboard_url, ui.public_url)
+    links = AlertLinks(ui.docs_url, f"{ui.grafana_url}/d/{SUPPORT_DASHBOARD_UID}", ui.public_url)
     return AlertSender(book, policies, links, AlertmanagerClient(ui.alertmanager_urls),
                        ui.alert_resend_s)
 

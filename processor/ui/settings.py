@@ -9,12 +9,12 @@ from typing import Final
 
 from processor.errors import ConfigError
 
-__all__ = ["DEFAULT_DASHBOARD_URL", "DEFAULT_DOCS_URL", "UiSettings"]
+__all__ = ["DEFAULT_DOCS_URL", "DEFAULT_GRAFANA_URL", "UiSettings"]
 
 DEFAULT_DOCS_URL: Final = "https://msgkpi.dev/docs"
 """Where the runbooks (docs/) are published unless MSGKPI_DOCS_URL says otherwise."""
-DEFAULT_DASHBOARD_URL: Final = "http://127.0.0.1:3000/d/msgkpi-support-kpis"
-"""The provisioned support dashboard on a local Grafana."""
+DEFAULT_GRAFANA_URL: Final = "http://127.0.0.1:3000"
+"""A local Grafana with the provisioned dashboards (deploy/grafana)."""
 
 
 def _port(env: Mapping[str, str], name: str, default: int) -> int:
@@ -63,7 +63,9 @@ class UiSettings:
     """MSGKPI_ALERTMANAGER_URL (comma-separated): per-conversation alerts go there; empty =
     no alerts are sent."""
     docs_url: str = DEFAULT_DOCS_URL
-    dashboard_url: str = DEFAULT_DASHBOARD_URL
+    """MSGKPI_DOCS_URL: where docs/ is published; alerts link to their runbook there."""
+    grafana_url: str = DEFAULT_GRAFANA_URL
+    """MSGKPI_GRAFANA_URL: alerts link to <grafana_url>/d/msgkpi-support-kpis."""
     public_url: str | None = None
     """MSGKPI_UI_PUBLIC_URL: the page's address as users reach it (alerts link to it)."""
     alert_resend_s: float = 60.0
@@ -81,8 +83,8 @@ class UiSettings:
             token=env.get("MSGKPI_UI_TOKEN") or None,
             alertmanager_urls=_urls(env, "MSGKPI_ALERTMANAGER_URL"),
             docs_url=_absolute_url(env, "MSGKPI_DOCS_URL", DEFAULT_DOCS_URL) or DEFAULT_DOCS_URL,
-            dashboard_url=(_absolute_url(env, "MSGKPI_DASHBOARD_URL", DEFAULT_DASHBOARD_URL)
-                           or DEFAULT_DASHBOARD_URL),
+            grafana_url=(_absolute_url(env, "MSGKPI_GRAFANA_URL", DEFAULT_GRAFANA_URL)
+                         or DEFAULT_GRAFANA_URL),
             public_url=_absolute_url(env, "MSGKPI_UI_PUBLIC_URL", f"http://{host}:{port}"),
             alert_resend_s=_seconds(env, "MSGKPI_ALERT_RESEND_S", 60.0),
         )

@@ -30,7 +30,7 @@ pytestmark = pytest.mark.e2e
 
 TARGET_S = 10
 DOCS_URL = "https://docs.example/msgkpi/docs"
-DASHBOARD_URL = "https://grafana.example/d/msgkpi-support-kpis"
+GRAFANA_URL = "https://grafana.example"
 POLICY_FILE = f"""\
 policies:
   - name: e2e-urgent
@@ -79,7 +79,7 @@ def alert_stack(kafka_bootstrap: str, tmp_path: Path) -> Iterator[AlertStack]:
     deployment = Deployment(kafka_bootstrap, extra_env={
         "MSGKPI_CONFIG": str(policy), "MSGKPI_EVENTS_PARTITIONS": "3",
         "MSGKPI_ALERTMANAGER_URL": am_url, "MSGKPI_ALERT_RESEND_S": "5",
-        "MSGKPI_DOCS_URL": DOCS_URL, "MSGKPI_DASHBOARD_URL": DASHBOARD_URL})
+        "MSGKPI_DOCS_URL": DOCS_URL, "MSGKPI_GRAFANA_URL": GRAFANA_URL})
     server = receiver.serve()
     services: list[Service] = []
     alertmanager = Process([
@@ -139,7 +139,8 @@ def test_conversation_alerts_reach_alertmanager_and_resolve_on_reply(
     assert notes["conversation_url"] == (
         f"https://desk.example/app/accounts/7/conversations/{answered}")
     assert notes["runbook_url"] == f"{DOCS_URL}/sla.md#per-conversation-alerts"
-    assert notes["dashboard_url"] == f"{DASHBOARD_URL}?var-channel=chatwoot"
+    assert notes["dashboard_url"] == (
+        f"{GRAFANA_URL}/d/msgkpi-support-kpis?var-channel=chatwoot&var-policy=e2e-urgent")
     assert notes["time_left"].endswith(" left") and answered in notes["summary"]
     assert alert["status"]["state"] == "active"
 

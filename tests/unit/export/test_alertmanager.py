@@ -61,7 +61,8 @@ def test_active_at_risk_alert() -> None:
         "https://desk.example/app/accounts/7/conversations/c%201")
     assert notes["runbook_url"] == (
         "https://docs.example/msgkpi/sla.md#per-conversation-alerts")
-    assert notes["dashboard_url"] == "https://grafana.example/d/support?var-channel=chatwoot"
+    assert notes["dashboard_url"] == (
+        "https://grafana.example/d/support?var-channel=chatwoot&var-policy=urgent")
     assert ms(notes["due_at"]) == T0 + 5 * MIN
     assert ms(body["startsAt"]) == T0 + 4 * MIN
     assert ms(body["endsAt"]) == T0 + 8 * MIN + 30_000  # now + active_for
