@@ -76,6 +76,8 @@ label value or aggregation shows up as no data)."""
 GRAFANA_INTERVALS = {"__rate_interval": "1m", "__interval": "15s", "__range": "5m"}
 SUBSTITUTED_WINDOW = "5m"
 SUBSTITUTED_POLICY = "whatsapp-24-7"
+SUBSTITUTED_AGENT = ".+-agent-.+"
+"""The simulator's human agents are named <channel>-agent-<name>."""
 
 # PromQL words that look like metric names.
 _KEYWORDS = frozenset({
@@ -285,7 +287,7 @@ class Live:
 
     def values(self) -> dict[str, str]:
         return {"channel": "|".join(self.channels), "window": SUBSTITUTED_WINDOW,
-                "policy": SUBSTITUTED_POLICY, **GRAFANA_INTERVALS}
+                "policy": SUBSTITUTED_POLICY, "agent": SUBSTITUTED_AGENT, **GRAFANA_INTERVALS}
 
 
 def produce(bootstrap: str, topic: str, key: bytes, value: bytes) -> None:
