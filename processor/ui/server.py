@@ -125,7 +125,8 @@ async def serve(settings: Settings, ui: UiSettings, policies: PolicySet,
         return conversation_link(_template(policies, event.policy), event)
 
     app = create_app(lambda: page_json(board, book, _now_ms(), ready=feed.ready.is_set(),
-                                       link=link), feed.ready.is_set, ui.token)
+                                       link=link), feed.ready.is_set, ui.token,
+                     secure_cookie=(ui.public_url or "").startswith("https://"))
     runner = web.AppRunner(app, access_log=None)  # query strings may carry the token
     await runner.setup()
     tasks: list[asyncio.Task[None]] = []

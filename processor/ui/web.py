@@ -3,7 +3,8 @@
 With a token (MSGKPI_UI_TOKEN) every path but /healthz and /readyz needs it, as
 `Authorization: Bearer <token>`, as the `msgkpi_ui_token` cookie, or once as `/?token=<token>`:
 the page then sets the cookie (HttpOnly, SameSite=Strict, Secure over HTTPS) and redirects to
-`/`, so the token leaves the address bar and the history.
+`/`, so the token leaves the address bar and the history. The cookie is Secure over HTTPS, and
+always when `secure_cookie` says a TLS proxy is in front.
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ class _Sources:
     token: str
     """Empty: no token needed."""
     assets: dict[str, bytes]
+    secure_cookie: bool
+    """Mark the token cookie Secure even when the request came over plain HTTP (a TLS proxy
+    in front: MSGKPI_UI_PUBLIC_URL is https)."""
 
 
 _SOURCES: Final = web.AppKey("sources", _Sources)
@@ -69,8 +73,9 @@ def _unauthorized(request: web.Request) -> web.Response:
 def _with_cookie(request: web.Request, token: str) -> web.Response:
     """`/?token=...`: remember the token in a cookie and drop it from the address."""
     response = web.HTTPSeeOther(location="/")
-    response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="Strict",
-                        secure=request.secure, path="/")
+    secure = request.secure or request.app[_SOURCES].secure_cookie
+    response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="Strict", secure=secure,
+                        path="/")
     return response
 
 
@@ -116,11 +121,12 @@ async def _readyz(request: web.Request) -> web.Response:
     return web.Response(status=503, text="rebuilding the view from Kafka\n")
 
 
-def create_app(page: PageJson, ready: Callable[[], bool], token: str | None) -> web.Application:
+def create_app(page: PageJson, ready: Callable[[], bool], token: str | None, *,
+               secure_cookie: bool = False) -> web.Application:
     """The UI's aiohttp application; `page` builds the API document on each request."""
     app = web.Application(middlewares=[_guard])
     assets = {name: _asset(name) for name in ("index.html", *_STATIC)}
-    app[_SOURCES] = _Sources(page, ready, token or "", assets)
+    app[_SOURCES] = _Sources(page, ready, token or "", assets, secure_cookie)
     app.router.add_get("/", _index)
     app.router.add_get("/static/{name}", _static)
     app.router.add_get("/api/kpis", _kpis)

@@ -23,8 +23,10 @@ MakeClient = Callable[..., Awaitable[Client]]
 async def make_client() -> AsyncIterator[MakeClient]:
     clients: list[Client] = []
 
-    async def make(token: str | None = None, ready: bool = True) -> Client:
-        client: Client = TestClient(TestServer(create_app(lambda: PAGE, lambda: ready, token)))
+    async def make(token: str | None = None, ready: bool = True,
+                   secure_cookie: bool = False) -> Client:
+        app = create_app(lambda: PAGE, lambda: ready, token, secure_cookie=secure_cookie)
+        client: Client = TestClient(TestServer(app))
         await client.start_server()
         clients.append(client)
         return client
@@ -75,6 +77,13 @@ async def test_token_in_the_address_becomes_a_cookie(make_client: MakeClient) ->
     assert answer.status == 303 and answer.headers["Location"] == "/"
     cookie = answer.cookies[TOKEN_COOKIE]
     assert cookie.value == "s3cret" and cookie["httponly"] and cookie["samesite"] == "Strict"
+    assert not cookie["secure"]  # plain HTTP, no TLS proxy declared
     # the client keeps the cookie: the page and the API work without the token in the URL
     assert (await client.get("/")).status == 200
     assert (await client.get("/api/kpis")).status == 200
+
+
+async def test_cookie_is_secure_behind_a_tls_proxy(make_client: MakeClient) -> None:
+    client = await make_client(token="s3cret", secure_cookie=True)
+    answer = await client.get("/?token=s3cret", allow_redirects=False)
+    assert answer.cookies[TOKEN_COOKIE]["secure"]
