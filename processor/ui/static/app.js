@@ -45,7 +45,7 @@ function slaAttainment(sla) {
 }
 
 function chart(points) {
-  const width = 240, height = 70, pad = 4;
+  const width = 240, height = 70, pad = 4, top = 15;  // room for the label above the lines
   const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
   svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
   svg.setAttribute("preserveAspectRatio", "none");
@@ -60,9 +60,9 @@ function chart(points) {
     return svg;
   }
   const first = points[0].window_end, last = points[points.length - 1].window_end;
-  const top = Math.max(...values) * 1.1 || 1;
+  const highest = Math.max(...values) || 1;
   const x = (t) => pad + (width - 2 * pad) * (t - first) / Math.max(1, last - first);
-  const y = (v) => height - pad - (height - 2 * pad) * v / top;
+  const y = (v) => height - pad - (height - pad - top) * v / highest;
   for (const stat of ["p50", "p90"]) {
     const line = document.createElementNS(svg.namespaceURI, "polyline");
     line.setAttribute("class", stat);
