@@ -71,8 +71,10 @@ class Page:
         await self.call("Page.navigate", url=url)
         await self.wait_for("document.readyState === 'complete'", 30, f"{url} to load")
 
-    async def screenshot(self, path: Path) -> None:
-        shot = await self.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
+    async def screenshot(self, path: Path, *, full_page: bool = True) -> None:
+        """A PNG of the whole page, or of the window only."""
+        shot = await self.call("Page.captureScreenshot", format="png",
+                               captureBeyondViewport=full_page)
         path.write_bytes(base64.b64decode(shot["data"]))
 
 

@@ -137,7 +137,8 @@ function conversationRow(alert) {
 }
 
 function renderAlerts(id, alerts, total, emptyText) {
-  const rows = alerts.map(conversationRow);
+  // the newest 100 come from the server; the most urgent (earliest deadline) first
+  const rows = alerts.slice().sort((a, b) => a.due_ms - b.due_ms).map(conversationRow);
   document.querySelector(`#${id} tbody`).replaceChildren(...(rows.length ? rows
     : [el("tr", {}, el("td", {colspan: 5, class: "empty"}, emptyText))]));
   document.getElementById(`${id}-total`).textContent =
