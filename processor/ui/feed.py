@@ -71,18 +71,18 @@ def _decode(record: ConsumerRecord[Any, Any]) -> dict[str, Any] | None:
 
 
 class UiFeed:
-    """Owns the consumers and the read loops; `changed` is called after records that changed
-    the board or the book."""
+    """Owns the consumers and the read loops; `alerts_changed` is called after records that
+    changed the alert book (a new alert, or one that ended)."""
 
     def __init__(self, settings: Settings, group_id: str, board: KpiBoard, book: AlertBook,
-                 *, kpi_lookback_ms: int, changed: Callable[[], None],
+                 *, kpi_lookback_ms: int, alerts_changed: Callable[[], None],
                  clock_ms: Callable[[], int]) -> None:
         self._settings = settings
         self._group_id = group_id
         self.board = board
         self.book = book
         self._kpi_lookback_ms = kpi_lookback_ms
-        self._changed = changed
+        self._alerts_changed = alerts_changed
         self._clock_ms = clock_ms
         self.ready = asyncio.Event()
         """Set once msgkpi.kpi and msgkpi.sla are read up to their ends at start-up."""
@@ -212,17 +212,16 @@ class UiFeed:
     async def _read(self, consumer: AIOKafkaConsumer, *, until_ready: bool) -> None:
         while True:
             batches = await consumer.getmany(timeout_ms=_POLL_MS, max_records=_MAX_RECORDS)
-            changed = False
+            alerts_changed = False
             for records in batches.values():
                 for record in records:
-                    changed = self._apply(record) or changed
-            if changed:
-                self._changed()
+                    alerts_changed = self._apply(record) or alerts_changed
+            if alerts_changed:
+                self._alerts_changed()
             if until_ready and not self.ready.is_set() and await self._caught_up(consumer):
                 log.info("view rebuilt: %d channels, %d alerts", len(self.board.channels()),
                          len(self.book.alerts()))
                 self.ready.set()
-                self._changed()
 
     async def _caught_up(self, consumer: AIOKafkaConsumer) -> bool:
         for tp, end in self._ends.items():
@@ -231,6 +230,7 @@ class UiFeed:
         return True
 
     def _apply(self, record: ConsumerRecord[Any, Any]) -> bool:
+        """Take one record; True if it changed the alert book."""
         data = _decode(record)
         topics = self._settings.topics
         try:
@@ -241,7 +241,8 @@ class UiFeed:
                 return activity is not None and bool(self.book.add_activity(activity))
             if record.topic == topics.sla:
                 return self.book.add_sla_event(SlaEvent.from_dict(data))
-            return self.board.add(data)
+            self.board.add(data)
+            return False
         except (KeyError, TypeError, ValueError) as exc:
             self.skipped += 1
             log.warning("skipped a record of %s (partition %d, offset %d): %s",

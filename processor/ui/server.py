@@ -43,6 +43,7 @@ _STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
 _KPI_LOOKBACK_MARGIN_MS: Final = 3600_000
 _ACTIVE_FOR_RESENDS: Final = 4
 _RETRY_S: Final = 5.0
+_MIN_GAP_S: Final = 1.0
 SUPPORT_DASHBOARD_UID: Final = "msgkpi-support-kpis"
 
 
@@ -51,8 +52,8 @@ def _now_ms() -> int:
 
 
 class AlertSender:
-    """Posts every kept alert to Alertmanager when the book changed, and every resend
-    interval; failures are logged and retried on the next round."""
+    """Posts every kept alert to Alertmanager when the book changed (at most once a second),
+    and every resend interval; failures are logged and retried 5 s later."""
 
     def __init__(self, book: AlertBook, policies: PolicySet, links: AlertLinks,
                  client: AlertmanagerClient, resend_s: float) -> None:
@@ -74,8 +75,9 @@ class AlertSender:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self._resend_s)
                 self._wake.clear()
-                if not await self.send_once():
-                    await asyncio.sleep(_RETRY_S)
+                sent = await self.send_once()
+                # a failure waits before the retry; a busy book sends at most once a second
+                await asyncio.sleep(_MIN_GAP_S if sent else _RETRY_S)
 
     async def send_once(self) -> bool:
         now = _now_ms()
@@ -120,7 +122,7 @@ async def serve(settings: Settings, ui: UiSettings, policies: PolicySet,
     sender = _sender(ui, book, policies)
     feed = UiFeed(settings, f"{settings.app_id}-ui", board, book,
                   kpi_lookback_ms=max(map(window_ms, settings.windows)) + _KPI_LOOKBACK_MARGIN_MS,
-                  changed=sender.changed if sender else _nothing, clock_ms=_now_ms)
+                  alerts_changed=sender.changed if sender else _nothing, clock_ms=_now_ms)
     def link(event: SlaEvent) -> str | None:
         return conversation_link(_template(policies, event.policy), event)
 

@@ -68,9 +68,16 @@ async def until(predicate: Callable[[], bool], timeout_s: float, what: str) -> N
         await asyncio.sleep(0.1)
 
 
-def new_feed(settings: Settings) -> UiFeed:
-    return UiFeed(settings, f"{settings.app_id}-ui", KpiBoard(("5m",)), AlertBook(),
-                  kpi_lookback_ms=2 * 3600_000, changed=lambda: None, clock_ms=now_ms)
+def new_feed(settings: Settings, signals: list[int] | None = None) -> UiFeed:
+    """A feed; each call of its alerts_changed appends the number of alerts to `signals`."""
+    book = AlertBook()
+
+    def alerts_changed() -> None:
+        if signals is not None:
+            signals.append(len(book.active("at_risk")))
+
+    return UiFeed(settings, f"{settings.app_id}-ui", KpiBoard(("5m",)), book,
+                  kpi_lookback_ms=2 * 3600_000, alerts_changed=alerts_changed, clock_ms=now_ms)
 
 
 async def test_feed_reads_all_partitions_and_rebuilds_after_a_restart(
@@ -88,8 +95,10 @@ async def test_feed_reads_all_partitions_and_rebuilds_after_a_restart(
         (topics.sla, "answered", sla_event("answered", start - 8 * MIN)),
     ])
 
-    async with new_feed(settings) as feed:
+    signals: list[int] = []
+    async with new_feed(settings, signals) as feed:
         await asyncio.wait_for(feed.ready.wait(), 60)
+        assert signals and signals[-1] == 2  # the alert sender is woken for new alerts
         assert feed.board.channels() == sorted(channels)  # ready: everything held at start
         assert {a.event.conversation_id for a in feed.book.active("at_risk")} == {
             "open", "answered"}
@@ -97,6 +106,7 @@ async def test_feed_reads_all_partitions_and_rebuilds_after_a_restart(
                                          agent_reply("answered", start - MIN))])
         await until(lambda: [a.event.conversation_id for a in feed.book.active("at_risk")]
                     == ["open"], 30, "the reply to end its conversation's alert")
+        await until(lambda: signals[-1] == 1, 5, "the sender woken for the ended alert")
         assert feed.skipped == 0
 
     async with new_feed(settings) as restarted:
