@@ -14,7 +14,7 @@ import logging
 import signal
 import sys
 import time
-from typing import Final
+from typing import Any, Final
 
 from aiohttp import web
 
@@ -123,12 +123,7 @@ async def serve(settings: Settings, ui: UiSettings, policies: PolicySet,
     feed = UiFeed(settings, f"{settings.app_id}-ui", board, book,
                   kpi_lookback_ms=max(map(window_ms, settings.windows)) + _KPI_LOOKBACK_MARGIN_MS,
                   alerts_changed=sender.changed if sender else _nothing, clock_ms=_now_ms)
-    def link(event: SlaEvent) -> str | None:
-        return conversation_link(_template(policies, event.policy), event)
-
-    app = create_app(lambda: page_json(board, book, _now_ms(), ready=feed.ready.is_set(),
-                                       link=link), feed.ready.is_set, ui.token,
-                     secure_cookie=(ui.public_url or "").startswith("https://"))
+    app = _web_app(board, book, feed, ui, policies)
     runner = web.AppRunner(app, access_log=None)  # query strings may carry the token
     await runner.setup()
     tasks: list[asyncio.Task[None]] = []
@@ -154,6 +149,18 @@ async def serve(settings: Settings, ui: UiSettings, policies: PolicySet,
         await runner.cleanup()
         if stop is None:
             _remove_signal_handlers()
+
+
+def _web_app(board: KpiBoard, book: AlertBook, feed: UiFeed, ui: UiSettings,
+             policies: PolicySet) -> web.Application:
+    def link(event: SlaEvent) -> str | None:
+        return conversation_link(_template(policies, event.policy), event)
+
+    def page() -> dict[str, Any]:
+        return page_json(board, book, _now_ms(), ready=feed.ready.is_set(), link=link)
+
+    return create_app(page, feed.ready.is_set, ui.token,
+                      secure_cookie=(ui.public_url or "").startswith("https://"))
 
 
 def _nothing() -> None:
