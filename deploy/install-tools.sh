@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Installs the tools the tests use (promtool, amtool, prometheus, alertmanager, and
-# docker-compose, which validates docker-compose.yml offline) from Debian's packages when they
-# are missing. Debian's packages would start their services on
+# Installs the tools the tests use (promtool, amtool, prometheus, alertmanager, docker-compose,
+# which validates docker-compose.yml offline, and chromium for the live page's browser test)
+# from Debian's packages when they are missing. Debian's packages would start their services on
 # install; the tests start their own instances on their own ports, so services are kept from
 # starting during the install (policy-rc.d answering 101, "action forbidden"). Nothing already
 # running on the host is touched.
@@ -13,6 +13,7 @@ need=()
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v amtool >/dev/null 2>&1 || need+=(prometheus-alertmanager)
 command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if ((${#need[@]} == 0)); then
     exit 0
 fi
@@ -36,4 +37,5 @@ export DEBIAN_FRONTEND=noninteractive
 block_service_starts
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-command -v promtool >/dev/null && command -v amtool >/dev/null && command -v docker-compose >/dev/null
+command -v promtool >/dev/null && command -v amtool >/dev/null && command -v docker-compose >/dev/null \
+    && command -v chromium >/dev/null

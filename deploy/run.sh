@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make run`: broker, gateway, worker and the simulator; Ctrl-C stops everything it started.
+# `make run`: broker, gateway, worker, the live page and the simulator; Ctrl-C stops everything it started.
 # The simulator posts each platform's own signed webhooks (--transport native), with the
 # throwaway secrets `up.sh` gave the gateway, so the real channel adapters are exercised.
 set -euo pipefail
@@ -19,6 +19,7 @@ bash "$UP" up
 cat <<INFO
 
 msgkpi is running:
+  live page       http://127.0.0.1:${MSGKPI_UI_PORT:-8070}/   (tiles per channel, agents, at-risk and breached conversations)
   worker KPIs     http://127.0.0.1:${MSGKPI_WORKER_PORT:-6066}/metrics   (msgkpi_first_response_seconds, ...)
   gateway         http://127.0.0.1:${MSGKPI_GATEWAY_PORT:-8080}/metrics  (POST /webhooks/{channel})
   simulator       signed platform-native webhooks below; Ctrl-C stops everything

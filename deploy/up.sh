@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# `make up` / `make down`: the broker, one gateway and one worker in the background.
-# `up` returns once all three are ready; `down` stops exactly what `up` started (the broker
+# `make up` / `make down`: the broker, one gateway, one worker and the live page (`msgkpi ui`)
+# in the background. `up` returns once all are ready; `down` stops exactly what `up` started (the broker
 # only if `up` started it) and nothing else.
 # The gateway runs with all eight platform channels enabled: throwaway local secrets are made
 # once in $STATE_DIR/secrets.env (never printed, never committed; .cache/ is git-ignored) and
@@ -15,6 +15,7 @@ BIN="$REPO_ROOT/.venv/bin"
 KAFKA="$REPO_ROOT/deploy/kafka/kafka.sh"
 GATEWAY_PORT="${MSGKPI_GATEWAY_PORT:-8080}"
 WORKER_PORT="${MSGKPI_WORKER_PORT:-6066}"
+UI_PORT="${MSGKPI_UI_PORT:-8070}"
 READY_TIMEOUT="${MSGKPI_UP_TIMEOUT:-120}"
 SECRETS_FILE="$STATE_DIR/secrets.env"
 
@@ -111,15 +112,18 @@ up() {
     load_secrets
     start_service gateway
     start_service worker
+    start_service ui
     wait_ready gateway "http://127.0.0.1:$GATEWAY_PORT/readyz"
     wait_ready worker "http://127.0.0.1:$WORKER_PORT/metrics"
+    wait_ready ui "http://127.0.0.1:$UI_PORT/readyz"
     echo "up: gateway http://127.0.0.1:$GATEWAY_PORT (POST /webhooks/{channel}, /metrics)"
     echo "up: worker  http://127.0.0.1:$WORKER_PORT/metrics"
+    echo "up: ui      http://127.0.0.1:$UI_PORT/ (live page; JSON at /api/kpis)"
     echo "up: logs in $STATE_DIR; stop with 'make down'"
 }
 
 down() {
-    for name in simulate worker gateway; do
+    for name in simulate ui worker gateway; do
         stop_pid_file "$STATE_DIR/$name.pid"
     done
     if [[ -f "$STATE_DIR/broker.started-by-up" ]]; then

@@ -20,6 +20,8 @@ def _build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("gateway", help="run the webhook gateway (HTTP -> msgkpi.events)")
     commands.add_parser("worker", help="run a KPI worker (msgkpi.events -> metrics and topics)")
+    commands.add_parser("ui", help="serve the live KPI page and send per-conversation SLA "
+                                   "alerts (msgkpi.kpi, msgkpi.sla -> HTTP, Alertmanager)")
     simulate = commands.add_parser("simulate", help="send realistic traffic to the gateway")
     from processor.traffic.simulate import add_arguments as add_simulate_arguments
 
@@ -46,6 +48,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from processor.worker.app import run_worker
 
         return run_worker(settings)
+    if args.command == "ui":
+        from processor.ui.server import run_ui
+
+        return run_ui(settings)
     if args.command == "replay":
         from processor.traffic.replay import run_replay
 

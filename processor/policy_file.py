@@ -11,13 +11,22 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from datetime import date, datetime, timedelta
+from string import Formatter
 from typing import Any, Final, TypeVar
 
 import yaml  # type: ignore[import-untyped, unused-ignore]
 
 from processor.errors import ConfigError
 from processor.kpi.calendar import CALENDAR_24_7, DAY_S, WEEKDAYS, BusinessCalendar, WeeklyInterval
-from processor.kpi.policy import DEFAULT_AT_RISK, PolicyMatch, PolicySet, SlaPolicy
+from processor.kpi.policy import (
+    BREACH_SEVERITIES,
+    CONVERSATION_URL_FIELDS,
+    DEFAULT_AT_RISK,
+    BreachSeverity,
+    PolicyMatch,
+    PolicySet,
+    SlaPolicy,
+)
 
 __all__ = [
     "load_policy_file",
@@ -26,6 +35,7 @@ __all__ = [
     "parse_interval",
     "parse_policy_document",
     "parse_policy_text",
+    "parse_url_template",
 ]
 
 _T = TypeVar("_T")
@@ -34,6 +44,7 @@ _TOP_KEYS: Final = ("calendars", "policies")
 _CALENDAR_KEYS: Final = ("timezone", "hours", "holidays")
 _POLICY_KEYS: Final = (
     "name", "match", "calendar", "first_response", "next_reply", "resolution", "at_risk",
+    "breach_severity", "conversation_url",
 )
 _MATCH_KEYS: Final = ("channel", "priority", "team", "account_id")
 _DURATION_UNITS: Final = {"d": DAY_S, "h": 3600, "m": 60, "s": 1}
@@ -258,6 +269,30 @@ def _at_risk(value: object, path: str) -> float:
     return float(value)
 
 
+def _breach_severity(value: object, path: str) -> BreachSeverity:
+    for severity in BREACH_SEVERITIES:
+        if value == severity:
+            return severity
+    raise ConfigError(path, f"must be one of {', '.join(BREACH_SEVERITIES)}, got {value!r}")
+
+
+def parse_url_template(text: str) -> str:
+    """A conversation link template: placeholders in braces, each one of
+    CONVERSATION_URL_FIELDS ("{account_id}"); "{{" and "}}" are literal braces."""
+    try:
+        parts = [(name, spec, conversion) for _, name, spec, conversion
+                 in Formatter().parse(text) if name is not None]
+    except ValueError as exc:
+        raise ValueError(f"{text!r}: {exc}") from None
+    for name, spec, conversion in parts:
+        if name not in CONVERSATION_URL_FIELDS or spec or conversion:
+            raise ValueError(f"{text!r}: placeholders are {{name}} with name one of "
+                             f"{', '.join(CONVERSATION_URL_FIELDS)}")
+    if not text.startswith(("https://", "http://")):
+        raise ValueError(f"{text!r} is not an absolute http(s) URL")
+    return text
+
+
 def _target(spec: Mapping[str, Any], name: str, path: str) -> float | None:
     return None if spec.get(name) is None else _parsed(parse_duration, spec[name],
                                                         _key(path, name))
@@ -284,6 +319,10 @@ def _policy(value: object, path: str, calendars: Mapping[str, BusinessCalendar])
         next_reply_s=targets[1],
         resolution_s=targets[2],
         at_risk=_at_risk(spec.get("at_risk", DEFAULT_AT_RISK), _key(path, "at_risk")),
+        breach_severity=_breach_severity(spec.get("breach_severity", "ticket"),
+                                         _key(path, "breach_severity")),
+        conversation_url=(None if spec.get("conversation_url") is None else _parsed(
+            parse_url_template, spec["conversation_url"], _key(path, "conversation_url"))),
     )
 
 

@@ -10,8 +10,11 @@ from processor.kpi.calendar import CALENDAR_24_7, BusinessCalendar
 
 __all__ = [
     "ANY",
+    "BREACH_SEVERITIES",
+    "CONVERSATION_URL_FIELDS",
     "DEFAULT_AT_RISK",
     "SLA_METRICS",
+    "BreachSeverity",
     "PolicyMatch",
     "PolicySet",
     "SlaMetric",
@@ -21,6 +24,12 @@ __all__ = [
 SlaMetric = Literal["first_response", "next_reply", "resolution"]
 SLA_METRICS: Final[tuple[SlaMetric, ...]] = get_args(SlaMetric)
 DEFAULT_AT_RISK: Final = 0.8
+BreachSeverity = Literal["page", "ticket"]
+BREACH_SEVERITIES: Final[tuple[BreachSeverity, ...]] = get_args(BreachSeverity)
+CONVERSATION_URL_FIELDS: Final = (
+    "channel", "account_id", "conversation_id", "policy", "team", "priority",
+)
+"""Placeholders a policy's conversation_url template may use."""
 ANY: Final = "*"
 """A channel value that matches every channel."""
 
@@ -98,10 +107,18 @@ class SlaPolicy:
     """Cycle start -> resolution."""
     at_risk: float = DEFAULT_AT_RISK
     """Share of a target elapsed at which the cycle is reported at risk, in (0, 1)."""
+    breach_severity: BreachSeverity = "ticket"
+    """Severity of the per-conversation breach alert (`msgkpi ui`): page or ticket."""
+    conversation_url: str | None = None
+    """Template of the link to a conversation in the helpdesk, with placeholders among
+    CONVERSATION_URL_FIELDS, e.g. "https://chat.example.com/app/accounts/{account_id}/
+    conversations/{conversation_id}"; None = alerts carry no link."""
 
     def __post_init__(self) -> None:
         if not self.name:
             raise ValueError("a policy needs a name")
+        if self.breach_severity not in BREACH_SEVERITIES:
+            raise ValueError(f"breach_severity must be one of {', '.join(BREACH_SEVERITIES)}")
         if not 0 < self.at_risk < 1:
             raise ValueError(f"at_risk must be between 0 and 1 (exclusive), got {self.at_risk}")
         targets = (self.first_response_s, self.next_reply_s, self.resolution_s)

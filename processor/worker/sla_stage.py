@@ -434,6 +434,8 @@ class SlaStage:
             "channel": item.stored.timeline.channel,
             "conversation_id": item.conversation_id,
             "account_id": match.get("account_id"),
+            "team": match.get("team"),
+            "priority": match.get("priority"),
         }
 
     def _replan(self, item: _Due) -> None:

@@ -5,10 +5,11 @@ raises MsgkpiSlaBreach at Alertmanager (and its notification reaches the channel
 a conversation answered in time raises no SLA alert.
 
 Test-only changes, nothing else: the Prometheus config is generated (this test's ports, scrape
-and evaluation every 1 s; the rule files are used as they are: MsgkpiSlaBreach has no `for:`),
-and the Alertmanager config is deploy/alertmanager/alertmanager.yml with every receiver URL
-pointed at a receiver in this test and group_wait shortened from 30 s/10 s to 1 s (it delays
-notifications only, not the alert's arrival at Alertmanager's API).
+and evaluation every 1 s, external labels with the bases of the alerts' links; the rule files
+are used as they are: MsgkpiSlaBreach has no `for:`), and the Alertmanager config is
+deploy/alertmanager/alertmanager.yml with every receiver URL pointed at a receiver in this test
+and group_wait shortened from 30 s/10 s to 1 s (it delays notifications only, not the alert's
+arrival at Alertmanager's API).
 """
 
 from __future__ import annotations
@@ -53,18 +54,11 @@ policies:
     match: {{channel: telegram}}
     first_response: {TARGET_S}s
 """
+EXTERNAL_LABELS = {"msgkpi_docs_url": "https://docs.example/msgkpi",
+                   "msgkpi_grafana_url": "https://grafana.example"}
+"""The bases of the alerts' links (docs/sla.md, "Links in alerts")."""
 RULES = sorted((REPO_ROOT / "deploy" / "prometheus" / "rules").glob("*.yml"))
 ALERTMANAGER_CONFIG = REPO_ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
-
-
-@pytest.fixture(scope="session")
-def kafka_bootstrap() -> Iterator[str]:
-    """The broker's address; starts the project's broker if nothing listens there yet."""
-    bootstrap = os.environ.get("MSGKPI_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
-    subprocess.run(["bash", str(REPO_ROOT / "deploy" / "kafka" / "kafka.sh"), "start"],
-                   check=True, env={**os.environ, "MSGKPI_KAFKA_BOOTSTRAP": bootstrap},
-                   timeout=900)
-    yield bootstrap
 
 
 def binary(*names: str) -> str:
@@ -158,7 +152,8 @@ def alertmanager_config(receiver_port: int) -> dict[str, Any]:
 def prometheus_config(gateway_port: int, worker_port: int, alertmanager_port: int
                       ) -> dict[str, Any]:
     return {
-        "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
+        "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s",
+                   "external_labels": EXTERNAL_LABELS},
         "rule_files": [str(path) for path in RULES],
         "alerting": {"alertmanagers": [
             {"static_configs": [{"targets": [f"127.0.0.1:{alertmanager_port}"]}]}]},
@@ -279,7 +274,10 @@ def test_breach_reaches_alertmanager_and_healthy_traffic_raises_nothing(stack: S
         "channel": "whatsapp", "policy": "e2e-whatsapp", "metric": "first_response",
         "severity": "ticket", "team": "support"}
     assert alert["status"]["state"] == "active"  # not inhibited, not silenced
-    assert alert["annotations"]["runbook_url"] == "docs/operations.md#msgkpislabreach"
+    assert alert["annotations"]["runbook_url"] == (
+        "https://docs.example/msgkpi/operations.md#msgkpislabreach")
+    assert alert["annotations"]["dashboard_url"] == (
+        "https://grafana.example/d/msgkpi-support-kpis?var-channel=whatsapp&var-policy=e2e-whatsapp")
 
     # ... and its notification reaches the messaging lead's ticket receiver.
     def notified() -> bool:

@@ -43,7 +43,6 @@ import yaml  # type: ignore[import-untyped, unused-ignore]
 from aiokafka import AIOKafkaProducer
 
 from processor.traffic.scenario import Scenario, generate_events
-from tests.e2e import test_alerting
 from tests.e2e.test_alerting import Process, binary, prometheus_config
 from tests.integration.services import (
     REPO_ROOT,
@@ -57,8 +56,6 @@ from tests.integration.services import (
 from tests.integration.test_sla_live import message, now_ms, post, warm_up
 
 pytestmark = pytest.mark.e2e
-
-kafka_bootstrap = test_alerting.kafka_bootstrap  # the same session fixture (starts the broker)
 
 GRAFANA = REPO_ROOT / "deploy" / "grafana"
 DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
@@ -79,6 +76,8 @@ label value or aggregation shows up as no data)."""
 GRAFANA_INTERVALS = {"__rate_interval": "1m", "__interval": "15s", "__range": "5m"}
 SUBSTITUTED_WINDOW = "5m"
 SUBSTITUTED_POLICY = "whatsapp-24-7"
+SUBSTITUTED_AGENT = ".+-agent-.+"
+"""The simulator's human agents are named <channel>-agent-<name>."""
 
 # PromQL words that look like metric names.
 _KEYWORDS = frozenset({
@@ -288,7 +287,7 @@ class Live:
 
     def values(self) -> dict[str, str]:
         return {"channel": "|".join(self.channels), "window": SUBSTITUTED_WINDOW,
-                "policy": SUBSTITUTED_POLICY, **GRAFANA_INTERVALS}
+                "policy": SUBSTITUTED_POLICY, "agent": SUBSTITUTED_AGENT, **GRAFANA_INTERVALS}
 
 
 def produce(bootstrap: str, topic: str, key: bytes, value: bytes) -> None:

@@ -91,7 +91,8 @@ class Service:
         self.port = port
         self.name = name or command
         self.log_path = log_dir / f"{self.name}.log"
-        port_var = "MSGKPI_GATEWAY_PORT" if command == "gateway" else "MSGKPI_WORKER_PORT"
+        port_var = {"gateway": "MSGKPI_GATEWAY_PORT",
+                    "ui": "MSGKPI_UI_PORT"}.get(command, "MSGKPI_WORKER_PORT")
         env = deployment.env(**{
             port_var: str(port),
             "MSGKPI_WORKER_DATA_DIR": str(log_dir / f"{self.name}-data"),

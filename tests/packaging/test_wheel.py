@@ -26,6 +26,16 @@ print(processor.__file__)
 """
 
 
+CHECK_PAGE = """
+from importlib import resources
+from processor.ui.web import create_app
+create_app(dict, lambda: True, None)
+for name in ("index.html", "app.js", "app.css"):
+    print(name, len(resources.files("processor.ui").joinpath("static", name).read_bytes()))
+"""
+"""The live page's files ship in the wheel: create_app reads them all at start."""
+
+
 def run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=300,
                           env={**os.environ, **env}, check=False)
@@ -48,8 +58,13 @@ def test_the_wheel_installed_in_a_fresh_venv_runs_outside_the_checkout(tmp_path:
     outside.mkdir()
     helped = run([str(venv / "bin" / "msgkpi"), "--help"], outside, **deps)
     assert helped.returncode == 0, helped.stderr
-    for command in ("gateway", "worker", "simulate", "replay"):
+    for command in ("gateway", "worker", "simulate", "replay", "ui"):
         assert command in helped.stdout
     checked = run([str(venv / "bin" / "python"), "-c", CHECK_EVENT], outside, **deps)
     assert checked.returncode == 0, checked.stderr
     assert checked.stdout.strip().startswith(str(venv))
+    page = run([str(venv / "bin" / "python"), "-c", CHECK_PAGE], outside, **deps)
+    assert page.returncode == 0, page.stderr
+    sizes = dict(line.split() for line in page.stdout.splitlines())
+    assert sorted(sizes) == ["app.css", "app.js", "index.html"]
+    assert all(int(size) > 500 for size in sizes.values()), sizes

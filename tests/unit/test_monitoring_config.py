@@ -105,7 +105,10 @@ def test_every_alert_is_labelled_and_annotated() -> None:
         assert rule["labels"]["team"] in {"support", "platform"}, rule["alert"]
         annotations = rule["annotations"]
         assert annotations["summary"] and annotations["description"], rule["alert"]
-        assert annotations["runbook_url"].startswith("docs/operations.md#"), rule["alert"]
+        docs = '{{ or $externalLabels.msgkpi_docs_url "https://msgkpi.dev/docs" }}/'
+        grafana = '{{ or $externalLabels.msgkpi_grafana_url "http://127.0.0.1:3000" }}/d/'
+        assert annotations["runbook_url"].startswith(f"{docs}operations.md#"), rule["alert"]
+        assert annotations["dashboard_url"].startswith(grafana), rule["alert"]
 
 
 def test_every_alert_has_a_firing_and_a_silent_rule_test() -> None:
@@ -151,11 +154,25 @@ ROUTE_CASES = [
     ("alertname=MsgkpiSlaAtRiskBuildUp severity=ticket team=support channel=canonical",
      "support-duty-tickets"),
     ("alertname=SomethingElse", "support-duty-tickets"),
+    # per-conversation alerts of `msgkpi ui`: any team, by channel group and severity
+    ("alertname=MsgkpiSlaConversationBreach severity=page team=billing channel=whatsapp "
+     "conversation_id=c1", "messaging-lead-pager"),
+    ("alertname=MsgkpiSlaConversationAtRisk severity=warning team=billing channel=whatsapp "
+     "conversation_id=c1", "messaging-lead-tickets"),
+    ("alertname=MsgkpiSlaConversationBreach severity=page team=emea channel=instagram",
+     "social-lead-pager"),
+    ("alertname=MsgkpiSlaConversationBreach severity=ticket team=emea channel=x",
+     "social-lead-tickets"),
+    ("alertname=MsgkpiSlaConversationBreach severity=page team=support channel=chatwoot",
+     "support-duty-pager"),
+    ("alertname=MsgkpiSlaConversationAtRisk severity=warning team=support channel=chatwoot",
+     "support-duty-tickets"),
 ]
 
 
 @pytest.mark.parametrize(("labels", "receiver"), ROUTE_CASES,
-                         ids=[case[0].split()[0] + "->" + case[1] for case in ROUTE_CASES])
+                         ids=[" ".join(case[0].split()[:2]) + "->" + case[1]
+                              for case in ROUTE_CASES])
 def test_route(labels: str, receiver: str) -> None:
     result = run(tool("amtool"), "config", "routes", "test",
                  f"--config.file={ALERTMANAGER_CONFIG}", f"--verify.receivers={receiver}",

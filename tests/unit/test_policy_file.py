@@ -173,6 +173,16 @@ ERROR_CASES = [
     ("duplicate name", {"policies": [POLICY, POLICY]}, "policies[1].name",
      "already used by policies[0]"),
     ("policies not a list", {"policies": {"name": "p"}}, "policies", "must be a list"),
+    ("bad breach severity", policy_doc(breach_severity="critical"),
+     "policies[0].breach_severity", "one of page, ticket"),
+    ("unknown url placeholder", policy_doc(conversation_url="https://h/{conv}"),
+     "policies[0].conversation_url", "placeholders are"),
+    ("url placeholder with a format", policy_doc(conversation_url="https://h/{channel!r}"),
+     "policies[0].conversation_url", "placeholders are"),
+    ("unbalanced url brace", policy_doc(conversation_url="https://h/{channel"),
+     "policies[0].conversation_url", "https://h/{channel"),
+    ("relative url", policy_doc(conversation_url="/app/{conversation_id}"),
+     "policies[0].conversation_url", "absolute"),
 ]
 
 
@@ -213,3 +223,23 @@ def test_missing_file_names_the_setting(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_policy_file(tmp_path / "absent.yaml")
     assert caught.value.key == "MSGKPI_CONFIG"
+
+
+def test_alert_settings_of_a_policy() -> None:
+    template = "https://desk.example/app/accounts/{account_id}/conversations/{conversation_id}"
+    policies = parse_policy_document(policy_doc(breach_severity="page",
+                                                conversation_url=template))
+    (policy,) = policies.policies
+    assert policy.breach_severity == "page"
+    assert policy.conversation_url == template
+    (plain,) = parse_policy_document(policy_doc()).policies
+    assert (plain.breach_severity, plain.conversation_url) == ("ticket", None)
+
+
+def test_sample_file_pages_on_urgent_breaches_and_links_helpdesk_conversations() -> None:
+    policies = load_policy_file(SAMPLE)
+    vip = policies.match("chatwoot", priority="urgent")
+    assert vip is not None and vip.breach_severity == "page"
+    helpdesk = policies.match("chatwoot")
+    assert helpdesk is not None and helpdesk.conversation_url is not None
+    assert "{conversation_id}" in helpdesk.conversation_url

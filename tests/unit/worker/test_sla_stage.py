@@ -268,6 +268,8 @@ def test_policy_match_keeps_the_newest_non_empty_values(w: Worker) -> None:
                               ("breach", "first_response", "c1")]
     assert w.producer.sent[-1]["policy"] == "vip"
     assert w.producer.sent[-1]["account_id"] == "acme"
+    assert w.producer.sent[-1]["priority"] == "vip"
+    assert w.producer.sent[-1]["team"] is None
     w.feed(customer("m3", 30, priority="normal"))  # a newer value: now the whatsapp policy
     assert stored.sla["policy"] == "wa"
 
