@@ -11,7 +11,7 @@ from processor.errors import ConfigError
 
 __all__ = ["DEFAULT_DOCS_URL", "DEFAULT_GRAFANA_URL", "UiSettings"]
 
-DEFAULT_DOCS_URL: Final = "https://msgkpi.dev/docs"
+DEFAULT_DOCS_URL: Final = "https://msgkpi-docs.invalid"
 """Where the runbooks (docs/) are published unless MSGKPI_DOCS_URL says otherwise."""
 DEFAULT_GRAFANA_URL: Final = "http://127.0.0.1:3000"
 """A local Grafana with the provisioned dashboards (deploy/grafana)."""

@@ -105,7 +105,7 @@ def test_every_alert_is_labelled_and_annotated() -> None:
         assert rule["labels"]["team"] in {"support", "platform"}, rule["alert"]
         annotations = rule["annotations"]
         assert annotations["summary"] and annotations["description"], rule["alert"]
-        docs = '{{ or $externalLabels.msgkpi_docs_url "https://msgkpi.dev/docs" }}/'
+        docs = '{{ or $externalLabels.msgkpi_docs_url "https://msgkpi-docs.invalid" }}/'
         grafana = '{{ or $externalLabels.msgkpi_grafana_url "http://127.0.0.1:3000" }}/d/'
         assert annotations["runbook_url"].startswith(f"{docs}operations.md#"), rule["alert"]
         assert annotations["dashboard_url"].startswith(grafana), rule["alert"]
