@@ -32,12 +32,13 @@ ENV PATH=/opt/msgkpi/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     MSGKPI_GATEWAY_HOST=0.0.0.0 \
     MSGKPI_WORKER_HOST=0.0.0.0 \
+    MSGKPI_UI_HOST=0.0.0.0 \
     MSGKPI_WORKER_DATA_DIR=/var/lib/msgkpi/worker
 WORKDIR /var/lib/msgkpi
 USER 10001:10001
-# gateway (MSGKPI_GATEWAY_PORT), worker (MSGKPI_WORKER_PORT)
-EXPOSE 8080 6066
-# gateway and worker: /healthz on their port; simulate and replay: healthy while running
+# gateway (MSGKPI_GATEWAY_PORT), worker (MSGKPI_WORKER_PORT), live page (MSGKPI_UI_PORT)
+EXPOSE 8080 6066 8070
+# gateway, worker and ui: /healthz on their port; simulate and replay: healthy while running
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-m", "processor.healthcheck"]
 ENTRYPOINT ["msgkpi"]

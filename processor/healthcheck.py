@@ -1,7 +1,7 @@
 """The container image's HEALTHCHECK: `python -m processor.healthcheck`.
 
 One image runs every `msgkpi` subcommand, so the check asks the container's main process
-(PID 1) which one it is: the gateway and the worker are healthy when their `/healthz` answers
+(PID 1) which one it is: the gateway, the worker and the live page are healthy when their `/healthz` answers
 200 on the port they serve; the other subcommands (simulate, replay) have no HTTP server and
 are healthy while they run. Exit 0 healthy, 1 unhealthy (Docker's convention).
 """
@@ -21,6 +21,7 @@ __all__ = ["health_url", "main", "subcommand"]
 _SERVERS: Final = {
     "gateway": ("MSGKPI_GATEWAY_HOST", "MSGKPI_GATEWAY_PORT", "8080"),
     "worker": ("MSGKPI_WORKER_HOST", "MSGKPI_WORKER_PORT", "6066"),
+    "ui": ("MSGKPI_UI_HOST", "MSGKPI_UI_PORT", "8070"),
 }
 _ANY_ADDRESS: Final = ("", "0.0.0.0", "::", "[::]")
 _TIMEOUT_S: Final = 4.0

@@ -1,11 +1,13 @@
-"""The MSGKPI_* variables msgkpi reads, learnt from the code itself: `Settings.from_env` is
-given an environment that records every name looked up."""
+"""The MSGKPI_* variables msgkpi reads, learnt from the code itself: `Settings.from_env`
+and `UiSettings.from_env` (msgkpi ui) are given an environment that records every name looked
+up."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from processor.config import Settings
+from processor.ui.settings import UiSettings
 
 
 class RecordingEnv(dict[str, str]):
@@ -27,4 +29,5 @@ class RecordingEnv(dict[str, str]):
 def variables_the_code_reads() -> set[str]:
     env = RecordingEnv()
     Settings.from_env(env)
+    UiSettings.from_env(env)
     return env.read

@@ -75,9 +75,10 @@ def test_the_image_binds_every_address_and_keeps_data_in_its_home() -> None:
     env = " ".join(args for keyword, args in final_stage() if keyword == "ENV")
     assert "MSGKPI_GATEWAY_HOST=0.0.0.0" in env
     assert "MSGKPI_WORKER_HOST=0.0.0.0" in env
+    assert "MSGKPI_UI_HOST=0.0.0.0" in env
     assert "MSGKPI_WORKER_DATA_DIR=/var/lib/msgkpi/" in env
     exposed = next(args for keyword, args in final_stage() if keyword == "EXPOSE").split()
-    assert exposed == ["8080", "6066"]
+    assert exposed == ["8080", "6066", "8070"]  # gateway, worker, live page
 
 
 def context_entries() -> list[str]:

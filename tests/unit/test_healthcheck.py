@@ -42,6 +42,7 @@ def cmdline(tmp_path: Path, *argv: str) -> Path:
 @pytest.mark.parametrize(("argv", "command"), [
     (["/opt/msgkpi/bin/python", "/opt/msgkpi/bin/msgkpi", "gateway"], "gateway"),
     (["msgkpi", "worker"], "worker"),
+    (["msgkpi", "ui"], "ui"),
     (["msgkpi", "replay", "gateway.jsonl"], "replay"),
     (["msgkpi", "--help"], None),
 ])
@@ -54,6 +55,7 @@ def test_servers_are_checked_on_loopback_at_their_port() -> None:
     env = {"MSGKPI_GATEWAY_HOST": "0.0.0.0", "MSGKPI_WORKER_PORT": "7000"}
     assert health_url("gateway", env) == "http://127.0.0.1:8080/healthz"
     assert health_url("worker", env) == "http://127.0.0.1:7000/healthz"
+    assert health_url("ui", {"MSGKPI_UI_HOST": "0.0.0.0"}) == "http://127.0.0.1:8070/healthz"
     assert health_url("simulate", env) is None
 
 
