@@ -1,9 +1,9 @@
 """The container image's HEALTHCHECK: `python -m processor.healthcheck`.
 
 One image runs every `msgkpi` subcommand, so the check asks the container's main process
-(PID 1) which one it is: the gateway, the worker and the live page are healthy when their `/healthz` answers
-200 on the port they serve; the other subcommands (simulate, replay) have no HTTP server and
-are healthy while they run. Exit 0 healthy, 1 unhealthy (Docker's convention).
+(PID 1) which one it is: the gateway, the worker and the live page are healthy when their
+`/healthz` answers 200 on the port they serve; the other subcommands (simulate, replay) have no
+HTTP server and are healthy while they run. Exit 0 healthy, 1 unhealthy (Docker's convention).
 """
 
 from __future__ import annotations
