@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import sys
 from typing import Final
 
@@ -19,6 +18,7 @@ from processor.errors import ConfigError
 from processor.gateway.app import create_app
 from processor.gateway.sink import KafkaEventSink
 from processor.kafka_security import EXIT_KAFKA_AUTH, KafkaAuthFailed, check_credentials
+from processor.stop_signals import remove_stop_handlers, stop_on_signals
 from processor.topics import TopicsUnavailable, ensure_settings_topics
 
 __all__ = ["build_adapters", "run_gateway", "serve"]
@@ -26,7 +26,6 @@ __all__ = ["build_adapters", "run_gateway", "serve"]
 log = logging.getLogger(__name__)
 
 _TOPICS_RETRY_S: Final = 5.0
-_STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
 
 
 def build_adapters(settings: Settings) -> dict[str, ChannelAdapter]:
@@ -57,7 +56,7 @@ def run_gateway(settings: Settings) -> int:
 
 async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
     """Serve until `stop` is set (or, when none is given, until SIGINT/SIGTERM)."""
-    stop_event = stop if stop is not None else _stop_on_signals()
+    stop_event = stop if stop is not None else stop_on_signals()
     adapters = build_adapters(settings)
     sink = KafkaEventSink.from_settings(settings)
     app = create_app(settings, sink, adapters, CollectorRegistry())
@@ -83,21 +82,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
         await asyncio.wait({topics})  # unlike awaiting it, never swallows our own cancel
         await runner.cleanup()
         if stop is None:
-            _remove_signal_handlers()
-
-
-def _stop_on_signals() -> asyncio.Event:
-    event = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in _STOP_SIGNALS:
-        loop.add_signal_handler(signum, event.set)
-    return event
-
-
-def _remove_signal_handlers() -> None:
-    loop = asyncio.get_running_loop()
-    for signum in _STOP_SIGNALS:
-        loop.remove_signal_handler(signum)
+            remove_stop_handlers()
 
 
 async def _ensure_topics_until_done(settings: Settings) -> None:

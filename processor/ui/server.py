@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import sys
 import time
 from typing import Any, Final
@@ -29,6 +28,7 @@ from processor.export.alertmanager import (
 )
 from processor.kpi.policy import PolicySet
 from processor.policy_file import load_policy_file
+from processor.stop_signals import remove_stop_handlers, stop_on_signals
 from processor.ui.alerts import AlertBook, SlaEvent
 from processor.ui.feed import UiFeed
 from processor.ui.settings import UiSettings
@@ -39,7 +39,6 @@ __all__ = ["AlertSender", "run_ui", "serve"]
 
 log = logging.getLogger("msgkpi.ui")
 
-_STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
 _KPI_LOOKBACK_MARGIN_MS: Final = 3600_000
 _ACTIVE_FOR_RESENDS: Final = 4
 _RETRY_S: Final = 5.0
@@ -117,7 +116,7 @@ def run_ui(settings: Settings) -> int:
 async def serve(settings: Settings, ui: UiSettings, policies: PolicySet,
                 stop: asyncio.Event | None = None) -> int:
     """Serve until `stop` is set (or, when none is given, until SIGINT/SIGTERM)."""
-    stop_event = stop if stop is not None else _stop_on_signals()
+    stop_event = stop if stop is not None else stop_on_signals()
     board, book = KpiBoard(settings.windows), AlertBook()
     sender = _sender(ui, book, policies)
     feed = UiFeed(settings, f"{settings.app_id}-ui", board, book,
@@ -148,7 +147,7 @@ async def serve(settings: Settings, ui: UiSettings, policies: PolicySet,
         await feed.stop()
         await runner.cleanup()
         if stop is None:
-            _remove_signal_handlers()
+            remove_stop_handlers()
 
 
 def _web_app(board: KpiBoard, book: AlertBook, feed: UiFeed, ui: UiSettings,
@@ -180,17 +179,3 @@ def _sender(ui: UiSettings, book: AlertBook, policies: PolicySet) -> AlertSender
     links = AlertLinks(ui.docs_url, f"{ui.grafana_url}/d/{SUPPORT_DASHBOARD_UID}", ui.public_url)
     return AlertSender(book, policies, links, AlertmanagerClient(ui.alertmanager_urls),
                        ui.alert_resend_s)
-
-
-def _stop_on_signals() -> asyncio.Event:
-    event = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in _STOP_SIGNALS:
-        loop.add_signal_handler(signum, event.set)
-    return event
-
-
-def _remove_signal_handlers() -> None:
-    loop = asyncio.get_running_loop()
-    for signum in _STOP_SIGNALS:
-        loop.remove_signal_handler(signum)
