@@ -28,8 +28,11 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 BASE = REPO_ROOT / "deploy" / "k8s"
 KUBERNETES_VERSIONS = ("1.29.0", kubernetes_validate.latest_version())
 SERVED = {"gateway": ("MSGKPI_GATEWAY_PORT", "/readyz"),
-          "worker": ("MSGKPI_WORKER_PORT", "/healthz")}
+          "worker": ("MSGKPI_WORKER_PORT", "/healthz"),
+          "ui": ("MSGKPI_UI_PORT", "/readyz")}
 """Port variable and readiness path of each process (the worker serves no /readyz)."""
+SCRAPED = ("gateway", "worker")
+"""The processes with a /metrics page (the live page has none)."""
 
 
 @cache
@@ -66,19 +69,23 @@ def one(kind: str, name: str | None = None) -> dict[str, Any]:
     return found[0]
 
 
+def workload(component: str) -> dict[str, Any]:
+    """The Deployment or StatefulSet of a component (gateway, worker, ui)."""
+    [found] = [o for o in rendered() if o["kind"] in ("Deployment", "StatefulSet")
+               and o["metadata"]["labels"]["app.kubernetes.io/component"] == component]
+    return found
+
+
 def workloads() -> Iterator[tuple[str, dict[str, Any]]]:
-    """(component, pod spec's single container) of the gateway and the worker."""
-    for kind in ("Deployment", "StatefulSet"):
-        workload = one(kind)
-        component = workload["metadata"]["labels"]["app.kubernetes.io/component"]
-        containers = workload["spec"]["template"]["spec"]["containers"]
+    """(component, pod spec's single container) of the gateway, the worker and the ui."""
+    for component in SERVED:
+        containers = workload(component)["spec"]["template"]["spec"]["containers"]
         assert len(containers) == 1
         yield component, containers[0]
 
 
 def pod_spec(component: str) -> dict[str, Any]:
-    kind = "Deployment" if component == "gateway" else "StatefulSet"
-    spec: dict[str, Any] = one(kind)["spec"]["template"]["spec"]
+    spec: dict[str, Any] = workload(component)["spec"]["template"]["spec"]
     return spec
 
 
@@ -99,8 +106,13 @@ def container_env(container: dict[str, Any]) -> dict[str, str]:
 
 
 def field_value(item: dict[str, Any]) -> str:
-    """What the downward API gives a variable: here only the pod's own name is used."""
-    assert item["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name", item
+    """What a variable gets from elsewhere: the pod's own name (downward API), or an optional
+    Secret's key."""
+    source = item["valueFrom"]
+    if "secretKeyRef" in source:
+        assert source["secretKeyRef"]["optional"] is True, item
+        return "from-a-secret"
+    assert source["fieldRef"]["fieldPath"] == "metadata.name", item
     return "msgkpi-worker-0"
 
 
@@ -150,7 +162,8 @@ def test_the_base_has_every_object_the_deployment_needs() -> None:
         ("Deployment", "msgkpi-gateway"), ("Service", "msgkpi-gateway"),
         ("HorizontalPodAutoscaler", "msgkpi-gateway"), ("PodDisruptionBudget", "msgkpi-gateway"),
         ("StatefulSet", "msgkpi-worker"), ("Service", "msgkpi-worker"),
-        ("PodDisruptionBudget", "msgkpi-worker")])
+        ("PodDisruptionBudget", "msgkpi-worker"),
+        ("Deployment", "msgkpi-ui"), ("Service", "msgkpi-ui")])
 
 
 def test_containers_set_only_variables_the_code_reads() -> None:
@@ -193,28 +206,29 @@ def test_probes_use_healthz_and_readyz_on_the_port_each_process_serves() -> None
         assert container_env(container)[variable.replace("PORT", "HOST")] == "0.0.0.0"
 
 
-def test_every_pod_is_scraped_on_its_metrics_port() -> None:
+def test_every_pod_with_metrics_is_scraped_on_its_metrics_port() -> None:
     for component, container in workloads():
-        kind = "Deployment" if component == "gateway" else "StatefulSet"
-        annotations = one(kind)["spec"]["template"]["metadata"]["annotations"]
+        if component not in SCRAPED:
+            continue
+        annotations = workload(component)["spec"]["template"]["metadata"]["annotations"]
         assert annotations["prometheus.io/scrape"] == "true"
         assert annotations["prometheus.io/path"] == "/metrics"
         assert int(annotations["prometheus.io/port"]) == container["ports"][0]["containerPort"]
 
 
 def test_services_budgets_and_the_autoscaler_point_at_their_pods() -> None:
-    for component in ("gateway", "worker"):
-        kind = "Deployment" if component == "gateway" else "StatefulSet"
-        workload = one(kind)
-        pod_labels = workload["spec"]["template"]["metadata"]["labels"]
-        assert workload["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    for component in SERVED:
+        found = workload(component)
+        pod_labels = found["spec"]["template"]["metadata"]["labels"]
+        assert found["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
         service = one("Service", f"msgkpi-{component}")
         assert service["spec"]["selector"].items() <= pod_labels.items()
-        port_names = {p["name"] for p in workload["spec"]["template"]["spec"]["containers"][0]
+        port_names = {p["name"] for p in found["spec"]["template"]["spec"]["containers"][0]
                       ["ports"]}
         assert {p["targetPort"] for p in service["spec"]["ports"]} <= port_names
-        budget = one("PodDisruptionBudget", f"msgkpi-{component}")
-        assert budget["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+        if component in SCRAPED:  # the single live page needs no disruption budget
+            budget = one("PodDisruptionBudget", f"msgkpi-{component}")
+            assert budget["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
     target = one("HorizontalPodAutoscaler")["spec"]["scaleTargetRef"]
     assert (target["kind"], target["name"]) == ("Deployment", "msgkpi-gateway")
     statefulset = one("StatefulSet")
