@@ -11,11 +11,12 @@ from collections import Counter as CounterOf
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Final
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from processor.export.labels import LabelBudget
+from processor.export.plain_metrics import PlainCounter, PlainHistogram
 from processor.kpi.awaiting import AwaitingIndex
 from processor.kpi.facts import Fact, FactKind
 
@@ -59,7 +60,6 @@ class WorkerMetrics:
         self.agent_label = LabelBudget(max_agents)
         self.channel_label = LabelBudget(max_channels)
         self.tag_label = LabelBudget(max_tags)
-        self._children: dict[tuple[Any, ...], Any] = {}
         self._declare_kpis(registry, targets)
         self._declare_agent_counters(registry)
         self._declare_pipeline(registry)
@@ -88,113 +88,123 @@ class WorkerMetrics:
     def _declare_kpis(self, registry: CollectorRegistry, targets: tuple[float, ...]) -> None:
         response = buckets_with(RESPONSE_BUCKETS_S, targets)
         resolution = buckets_with(RESOLUTION_BUCKETS_S, targets)
-        self.first_response = Histogram(
+        self.first_response = PlainHistogram(
+            registry,
             "msgkpi_first_response_seconds", "First response time per cycle (event time).",
-            ["channel", "responder"], buckets=response, registry=registry)
-        self.reply = Histogram(
+            ["channel", "responder"], buckets=response)
+        self.reply = PlainHistogram(
+            registry,
             "msgkpi_reply_seconds", "Every reply time: reply - oldest unanswered message.",
-            ["channel", "responder"], buckets=response, registry=registry)
-        self.resolution = Histogram(
+            ["channel", "responder"], buckets=response)
+        self.resolution = PlainHistogram(
+            registry,
             "msgkpi_resolution_seconds", "Cycle start to resolution.",
-            ["channel"], buckets=resolution, registry=registry)
-        self.handle = Histogram(
+            ["channel"], buckets=resolution)
+        self.handle = PlainHistogram(
+            registry,
             "msgkpi_handle_seconds", "First agent reply to resolution (messaging AHT).",
-            ["channel"], buckets=resolution, registry=registry)
-        self.messages = Counter(
+            ["channel"], buckets=resolution)
+        self.messages = PlainCounter(
+            registry,
             "msgkpi_messages", "Messages counted, by author (private notes excluded).",
-            ["channel", "author"], registry=registry)
-        self.cycles = Counter(
+            ["channel", "author"])
+        self.cycles = PlainCounter(
+            registry,
             "msgkpi_cycles", "Conversation cycles opened and resolved.",
-            ["channel", "event"], registry=registry)
-        self.reopened = Counter(
+            ["channel", "event"])
+        self.reopened = PlainCounter(
+            registry,
             "msgkpi_cycles_reopened",
             "Resolved cycles followed by a new cycle within the reopen window (no first contact "
-            "resolution).", ["channel"], registry=registry)
-        self.resolved_without_reply = Counter(
+            "resolution).", ["channel"])
+        self.resolved_without_reply = PlainCounter(
+            registry,
             "msgkpi_cycles_resolved_without_reply",
             "Cycles resolved before any agent reply (they have no FRT).",
-            ["channel", "resolution"], registry=registry)
+            ["channel", "resolution"])
 
     def _declare_agent_counters(self, registry: CollectorRegistry) -> None:
         labels = ["channel", "agent"]
-        self.agent_messages = Counter(
-            "msgkpi_agent_messages", "Outbound messages per human agent.", labels,
-            registry=registry)
-        self.agent_replies = Counter(
-            "msgkpi_agent_replies", "Replies to a waiting customer, per human agent.", labels,
-            registry=registry)
-        self.agent_first_responses = Counter(
-            "msgkpi_agent_first_responses", "First responses per human agent.", labels,
-            registry=registry)
-        self.agent_first_response_seconds = Counter(
+        self.agent_messages = PlainCounter(
+            registry,
+            "msgkpi_agent_messages", "Outbound messages per human agent.", labels)
+        self.agent_replies = PlainCounter(
+            registry,
+            "msgkpi_agent_replies", "Replies to a waiting customer, per human agent.", labels)
+        self.agent_first_responses = PlainCounter(
+            registry,
+            "msgkpi_agent_first_responses", "First responses per human agent.", labels)
+        self.agent_first_response_seconds = PlainCounter(
+            registry,
             "msgkpi_agent_first_response_seconds",
             "Summed first-response seconds per human agent (divide by first responses).",
-            labels, registry=registry)
-        self.agent_resolutions = Counter(
-            "msgkpi_agent_resolutions", "Cycles resolved, per agent who resolved them.", labels,
-            registry=registry)
+            labels)
+        self.agent_resolutions = PlainCounter(
+            registry,
+            "msgkpi_agent_resolutions", "Cycles resolved, per agent who resolved them.", labels)
 
     def _declare_rates(self, registry: CollectorRegistry) -> None:
-        self.reply_rate_messages = Counter(
+        self.reply_rate_messages = PlainCounter(
+            registry,
             "msgkpi_reply_rate_messages",
             "Customer messages answered (first agent or bot reply after them) or excluded "
             "(cycle resolved as spam/no_reply_needed); received = msgkpi_messages_total"
-            "{author=\"customer\"}.", ["channel", "outcome"], registry=registry)
-        self.csat_responses = Counter(
+            "{author=\"customer\"}.", ["channel", "outcome"])
+        self.csat_responses = PlainCounter(
+            registry,
             "msgkpi_csat_responses",
             "Survey answers; category satisfied|unsatisfied (scale 5), "
-            "promoter|passive|detractor (scale 10).", ["channel", "scale", "category"],
-            registry=registry)
-        self.csat_score = Counter(
+            "promoter|passive|detractor (scale 10).", ["channel", "scale", "category"])
+        self.csat_score = PlainCounter(
+            registry,
             "msgkpi_csat_score", "Summed survey scores (divide by responses for the average).",
-            ["channel", "scale"], registry=registry)
-        self.tag_messages = Counter(
+            ["channel", "scale"])
+        self.tag_messages = PlainCounter(
+            registry,
             "msgkpi_tag_messages", "Events per tag (at most 200 tag values, then 'other').",
-            ["channel", "tag"], registry=registry)
+            ["channel", "tag"])
 
     def _declare_pipeline(self, registry: CollectorRegistry) -> None:
-        self.events = Counter(
-            "msgkpi_worker_events", "Events consumed from msgkpi.events and processed.",
-            registry=registry)
-        self.duplicates = Counter(
-            "msgkpi_worker_duplicates", "Events dropped as duplicates (same event_id).",
-            registry=registry)
-        self.late = Counter(
+        self.events = PlainCounter(
+            registry,
+            "msgkpi_worker_events", "Events consumed from msgkpi.events and processed.")
+        self.duplicates = PlainCounter(
+            registry,
+            "msgkpi_worker_duplicates", "Events dropped as duplicates (same event_id).")
+        self.late = PlainCounter(
+            registry,
             "msgkpi_worker_late_events",
-            "Events older than the grace period: state updated, closed windows not.",
-            registry=registry)
-        self.reordered = Counter(
+            "Events older than the grace period: state updated, closed windows not.")
+        self.reordered = PlainCounter(
+            registry,
             "msgkpi_worker_reordered_events",
-            "Events that arrived out of order within the grace period and were placed in order.",
-            registry=registry)
-        self.retractions = Counter(
+            "Events that arrived out of order within the grace period and were placed in order.")
+        self.retractions = PlainCounter(
+            registry,
             "msgkpi_worker_fact_retractions",
             "Facts withdrawn by a reordered or late event that the counters and histograms "
-            "above could not take back (they keep the old value; windows are exact).",
-            registry=registry)
-        self.clock_skew = Counter(
+            "above could not take back (they keep the old value; windows are exact).")
+        self.clock_skew = PlainCounter(
+            registry,
             "msgkpi_worker_clock_skew_events",
-            "Replies stamped before what they answer; durations clamped to 0.", ["channel"],
-            registry=registry)
-        self.future = Counter(
+            "Replies stamped before what they answer; durations clamped to 0.", ["channel"])
+        self.future = PlainCounter(
+            registry,
             "msgkpi_worker_future_events",
             "Events stamped more than 5 minutes after Kafka received them; their event time "
-            "was set to the record's timestamp.", registry=registry)
-        self.expired = Counter(
+            "was set to the record's timestamp.")
+        self.expired = PlainCounter(
+            registry,
             "msgkpi_worker_conversations_expired",
             "Conversations dropped from the worker's table after being idle with no open cycle "
-            "for the dedupe horizon (8 days) or the reopen window plus grace, if longer.",
-            registry=registry)
-        self.dlq = Counter(
-            "msgkpi_worker_dlq", "Events sent to msgkpi.dlq, by reason.", ["reason"],
-            registry=registry)
+            "for the dedupe horizon (8 days) or the reopen window plus grace, if longer.")
+        self.dlq = PlainCounter(
+            registry,
+            "msgkpi_worker_dlq", "Events sent to msgkpi.dlq, by reason.", ["reason"])
 
-    def _child(self, metric: Any, *labels: str) -> Any:
-        key = (id(metric), *labels)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = metric.labels(*labels)
-        return child
+    @staticmethod
+    def _child(metric: Any, *labels: str) -> Any:
+        return metric.labels(*labels)  # each plain family keeps its children
 
     def record(self, facts: Iterable[Fact]) -> None:
         for fact in facts:

@@ -8,6 +8,7 @@ from typing import Any
 import faust
 
 from processor.worker.delivery import stop_unprocessed
+from processor.worker.faust_seams import ProducerBatches, kafka_producer
 
 __all__ = ["ChangelogWriter", "string_keyed_table"]
 
@@ -62,14 +63,18 @@ class ChangelogWriter:
         that caused the writes are acknowledged)."""
         async with self._sending:  # one sender at a time, so the changelog keeps the order
             queued, self._queued = self._queued, []
-            topic = self._table.changelog_topic
+            if not queued:
+                return
+            # Serialized here and handed over as one producer batch per partition: Faust's
+            # per-record send (its message wrappers and sensors) cost as much as the
+            # serializing (bench/RESULTS.md).
+            topic = self._table.changelog_topic.get_topic_name()
+            codec = self._table.value_serializer
+            batches = ProducerBatches(kafka_producer(self._table.app))
             for partition, key, value in queued:
-                sent = await topic.send(
-                    key=key, value=value, partition=partition,
-                    key_serializer=self._table.key_serializer,
-                    value_serializer=self._table.value_serializer if value is not None
-                    else "raw",
-                    callback=self._table._on_changelog_sent, force=True)
+                record = None if value is None else codec.dumps(value)
+                await batches.append(topic, partition, key.encode(), record)
+            for sent in await batches.send_all():
                 sent.add_done_callback(_stop_if_refused)
 
 
