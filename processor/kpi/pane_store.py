@@ -29,6 +29,7 @@ from processor.kpi.windows import (
     WindowAggregate,
     WindowSpec,
     closed_window_ends,
+    fact_contributions,
     pane_start,
     panes_of_window,
     window_ends_with,
@@ -74,10 +75,14 @@ def encode_deltas(source: int, deltas: Iterable[FactDelta]) -> bytes:
     ]})
 
 
+_KINDS: Final = {kind.value: kind for kind in FactKind}
+
+
 def decode_deltas(source: int, rows: list[list[Any]]) -> list[FactDelta]:
+    kinds = _KINDS
     return [
         FactDelta(source, offset, seq, weight,
-                  Fact(FactKind(kind), channel, at_ms, event_id, role, agent, value, cycle))
+                  Fact(kinds[kind], channel, at_ms, event_id, role, agent, value, cycle))
         for offset, seq, weight, kind, channel, at_ms, event_id, role, agent, value, cycle in rows
     ]
 
@@ -137,13 +142,15 @@ class WindowProcessor:
         """Apply deltas to their panes; returns the keys of the panes that changed."""
         changed: set[str] = set()
         for delta in deltas:
+            contributions = fact_contributions(delta.fact)
             for spec in self._specs:
-                key = self._apply_to_pane(delta, spec)
+                key = self._apply_to_pane(delta, spec, contributions)
                 if key is not None:
                     changed.add(key)
         return changed
 
-    def _apply_to_pane(self, delta: FactDelta, spec: WindowSpec) -> str | None:
+    def _apply_to_pane(self, delta: FactDelta, spec: WindowSpec,
+                       contributions: tuple[tuple[str, str, int], ...]) -> str | None:
         fact = delta.fact
         start = pane_start(fact.at_ms, spec)
         closed_until = self._store.get(closed_key(fact.channel, spec.name))
@@ -158,14 +165,13 @@ class WindowProcessor:
         key = pane_key(fact.channel, spec.name, start)
         record = self._store.get(key)
         if record is None:
-            record = PaneRecord()
+            record = self._store[key] = PaneRecord()
             self._pane_starts(fact.channel, spec.name).add(start)
         position = (delta.offset, delta.seq)
         if record.applied.get(delta.partition, (-1, -1)) >= position:
             return None
         record.applied[delta.partition] = position
-        record.aggregate.apply(fact, delta.weight, spec.pane_ms)
-        self._store[key] = record
+        record.aggregate.apply(fact, delta.weight, spec.pane_ms, contributions)
         return key
 
     def report(self, window_partition: int, source: int, newest_ms: int | None,

@@ -20,7 +20,7 @@ fact always leaves the entry that counted it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -42,6 +42,7 @@ __all__ = [
     "WindowAggregate",
     "WindowSpec",
     "closed_window_ends",
+    "fact_contributions",
     "pane_start",
     "panes_of_window",
     "parse_window",
@@ -159,6 +160,12 @@ def _sla_summary(counters: dict[str, int]) -> dict[str, dict[str, dict[str, int]
     return summary
 
 
+def fact_contributions(fact: Fact) -> tuple[tuple[str, str, int], ...]:
+    """What `fact` adds to an aggregate: (kind of aggregate, its name, amount per unit of
+    weight)."""
+    return tuple(_contributions(fact))
+
+
 def _contributions(fact: Fact) -> Iterator[tuple[str, str, int]]:
     """(kind of aggregate, its name, amount per unit of weight) that `fact` feeds. Counter
     names ending in "@" take the fact's delay in panes (see the module docstring); "agent"
@@ -256,9 +263,14 @@ class WindowAggregate:
     agents: dict[str, dict[str, int]] = field(default_factory=dict)
     """Agent -> {field of AGENT_FIELDS: count}, zero fields left out."""
 
-    def apply(self, fact: Fact, weight: int = 1, pane_ms: int = 0) -> None:
-        """Add `fact` `weight` times; `pane_ms` (the pane size) places lagged facts."""
-        for aggregate, name, amount in _contributions(fact):
+    def apply(self, fact: Fact, weight: int = 1, pane_ms: int = 0,
+              contributions: Sequence[tuple[str, str, int]] | None = None) -> None:
+        """Add `fact` `weight` times; `pane_ms` (the pane size) places lagged facts.
+        `contributions` are `fact_contributions(fact)`, when the caller has them already
+        (one fact goes to a pane of every window size)."""
+        if contributions is None:
+            contributions = fact_contributions(fact)
+        for aggregate, name, amount in contributions:
             if aggregate == "counter":
                 if name.endswith("@"):
                     lag = _pane_lag(fact, pane_ms)

@@ -27,6 +27,7 @@ from processor.kpi.event_step import EventProcessor, Record, Rejected
 from processor.kpi.policy import PolicySet
 from processor.policy_file import load_policy_file
 from processor.topics import TopicsUnavailable, ensure_settings_topics
+from processor.worker.checkpoint import CHECKPOINT_INTERVAL_S, Checkpoint
 from processor.worker.codec import ConversationCodec
 from processor.worker.delivery import (
     DELIVERY_CHECK_S,
@@ -39,6 +40,7 @@ from processor.worker.faust_seams import (
     batch_consumer,
     check_faust_version,
     deliver_batches,
+    local_dict,
     use_batch_consumer,
 )
 from processor.worker.lag import ConsumerLagCollector
@@ -119,6 +121,7 @@ def build_worker(
     )
     conversations = string_keyed_table(app, "conversations", partitions, ConversationCodec())
     changelog = ChangelogWriter(conversations)
+    checkpoint = Checkpoint([changelog])
     metrics = WorkerMetrics(
         registry,
         sla_targets_s=policies.targets_s() if policies else (),
@@ -126,21 +129,23 @@ def build_worker(
     )
     awaiting = AwaitingIndex()
     registry.register(AwaitingCollector(awaiting, metrics.channel_label))
-    # The processor reads and writes the table's local store directly; each batch then hands
-    # every changed conversation to the changelog once, with its own partition, before Faust
-    # acks the batch (so before those offsets can be committed; see ChangelogWriter).
+    # The processor reads and writes the table's local store directly; each batch queues its
+    # changed conversations, and the checkpoint hands each to the changelog once before the
+    # batches' offsets are acknowledged to Faust (processor.worker.checkpoint).
     # SLA: the stage observes every applied event; its timer publishes at-risk/breach events.
-    sla = SlaStage(policies or PolicySet(), conversations.data, registry,
+    local_conversations = local_dict(conversations)
+    sla = SlaStage(policies or PolicySet(), local_conversations, registry,
                    channel_label=metrics.channel_label)
-    processor = EventProcessor(conversations.data, metrics, awaiting, settings.grace_ms,
+    processor = EventProcessor(local_conversations, metrics, awaiting, settings.grace_ms,
                                observer=sla, reopen_window_ms=settings.reopen_window_ms)
     registry.register(ConsumerLagCollector(app, settings.topics.events,
                                            processor.partition_next_offset))
-    # Held from a batch's processing until its changelog writes: the SLA timer persists
-    # conversations too, and must never write one whose batch facts are not yet acknowledged
-    # (after a crash those events would be duplicates and their facts lost).
+    # Held while a batch is processed (until its facts are acknowledged) and while the
+    # checkpoint commits: no conversation may reach the changelog while its batch's facts are
+    # not yet acknowledged (after a crash those events would be duplicates, their facts lost).
     unsettled = asyncio.Lock()
-    attach_sla_stage(app, settings, sla, processor, conversations, changelog, unsettled)
+    attach_sla_stage(app, settings, sla, processor, conversations, changelog, checkpoint,
+                     unsettled)
     windows = attach_window_stage(app, settings, registry, processor, unsettled)
     guard = DeliveryGuard(KafkaRanges(settings.kafka_bootstrap, settings.app_id,
                                       settings.topics.events, settings.kafka_security))
@@ -151,7 +156,7 @@ def build_worker(
 
     async def process(records: list[Record]) -> None:
         """One batch, completed by the guard (the caller holds `unsettled`): state, facts
-        (acknowledged), then the changelog and the DLQ."""
+        (acknowledged), the DLQ, and the changed conversations queued for the checkpoint."""
         outcome = processor.process_batch(records)
         await windows.send_deltas(outcome.deltas)
         for conversation_id, stored in outcome.changed.items():
@@ -160,7 +165,6 @@ def build_worker(
         # changelog writes for a conversation dropped now.
         for conversation_id, partition in processor.expire_idle(EXPIRY_SCAN_PER_BATCH):
             changelog.write(partition, conversation_id, None)
-        await changelog.flush()
         rejected = [await dlq.send(key=records[index].key, force=True,
                                    value=_dlq_record(events.get_topic_name(), records[index],
                                                      reason))
@@ -170,15 +174,24 @@ def build_worker(
     async def process_fetched(records: list[Record]) -> None:
         """Each fetch's events, as one batch (see faust_seams)."""
         async with unsettled:
-            await guard.process(app, records, process)
+            await guard.process(app, records, process, checkpoint.hold)
+            if checkpoint.due():
+                await checkpoint.commit()
 
-    deliver_batches(app, events, process_fetched)
+    deliver_batches(app, events, process_fetched, checkpoint.hold)
+
+    @app.timer(CHECKPOINT_INTERVAL_S)  # type: ignore[untyped-decorator]
+    async def commit_when_idle() -> None:
+        """Batches commit as they go; this covers the last ones before a pause."""
+        async with unsettled:
+            if checkpoint.due():
+                await checkpoint.commit()
 
     @app.timer(DELIVERY_CHECK_S)  # type: ignore[untyped-decorator]
     async def process_dropped_tails() -> None:
         try:
             async with unsettled:
-                await guard.process_stalled(app, process)
+                await guard.process_stalled(app, process, checkpoint.hold)
         except Exception:  # an exception would end Faust's timer for good
             log.exception("delivery check failed")
 
@@ -189,6 +202,7 @@ def build_worker(
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def forget_revoked(sender: Any, revoked: set[Any], **_: Any) -> None:
         async with unsettled:  # not while a batch is half-way
+            await checkpoint.commit()  # what was processed here stays processed
             gone = processor.forget_partitions(
                 {tp.partition for tp in revoked if tp.topic == settings.topics.events}
             )

@@ -216,20 +216,36 @@ class DeliveryGuard:
 
     def acknowledge(self, ack: Callable[[Any], Any]) -> None:
         """The refilled records are processed: let Faust commit past them."""
-        for record in self.refilled + self._holes:
-            ack(_faust_message(self.topic, record))
-        self.refilled, self._holes = [], []
+        self.acknowledgement(ack)()
 
-    async def process(self, app: faust.App, records: list[Record], handle: Handler) -> None:
+    def acknowledgement(self, ack: Callable[[Any], Any]) -> Callable[[], None]:
+        """What `acknowledge` would do now, to be done later (at a checkpoint)."""
+        records, self.refilled, self._holes = self.refilled + self._holes, [], []
+
+        def acknowledge() -> None:
+            for record in records:
+                ack(_faust_message(self.topic, record))
+
+        return acknowledge
+
+    async def process(self, app: faust.App, records: list[Record], handle: Handler,
+                      hold: Callable[[Callable[[], None]], None] | None = None) -> None:
         """`handle` the batch as completed by `complete`, then acknowledge what the guard read
-        itself. The caller holds the agent's lock. A failure half-way stops the worker."""
+        itself (or give the acknowledgement to `hold`). The caller holds the agent's lock. A
+        failure half-way stops the worker."""
         try:
             await handle(await self.complete(records))
-            self.acknowledge(app.consumer.ack)
+            acknowledge = self.acknowledgement(app.consumer.ack)
+            if hold is None:
+                acknowledge()
+            else:
+                hold(acknowledge)
         except Exception as error:
             stop_unprocessed(self.topic, error)
 
-    async def process_stalled(self, app: faust.App, handle: Handler) -> None:
+    async def process_stalled(self, app: faust.App, handle: Handler,
+                              hold: Callable[[Callable[[], None]], None] | None = None
+                              ) -> None:
         """The tail check (every `DELIVERY_CHECK_S`, the caller holding the agent's lock):
         not while a rebalance or table recovery is under way."""
         if app.rebalancing or app.in_recovery:
@@ -240,7 +256,7 @@ class DeliveryGuard:
         tails = await self.stalled({tp.partition: consumer.highwater(tp) for tp in owned},
                                    {tp.partition: handed_out(consumer, tp) for tp in owned})
         if tails:
-            await self.process(app, tails, handle)
+            await self.process(app, tails, handle, hold)
 
 
 def _waiting(expected: int, fetched: int | None) -> bool:

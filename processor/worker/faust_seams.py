@@ -14,7 +14,11 @@
 2. **Batches straight to the Kafka client.** `ProducerBatches` gives aiokafka's producer
    (Faust's own, so Faust's flush before each offset commit waits for them too) whole record
    batches, already serialized, instead of one Faust send per record.
-3. **Holes are not acknowledged by Faust.** Faust counts offsets it never delivered as done
+3. **Tables read as plain dicts.** A memory-store table's `data` is a `FastUserDict` whose
+   `get` of a missing key goes through `__getitem__` and a caught KeyError, on every event;
+   `local_dict` gives the worker the dict inside it (created once per store, only ever
+   cleared), which Faust's recovery itself writes to.
+4. **Holes are not acknowledged by Faust.** Faust counts offsets it never delivered as done
    ("gaps"); the delivery guard (processor.worker.delivery) reads and processes them and
    acknowledges them itself, so `_add_gap` does nothing here.
 
@@ -33,6 +37,7 @@ from typing import Any, Final
 import faust
 from aiokafka import AIOKafkaProducer
 from aiokafka.producer.message_accumulator import BatchBuilder
+from faust.stores.memory import Store as MemoryStore
 from faust.transport.drivers.aiokafka import Consumer as AIOKafkaDriverConsumer
 from faust.transport.drivers.aiokafka import Transport as AIOKafkaTransport
 from faust.types import TP, Message
@@ -56,6 +61,7 @@ __all__ = [
     "deliver_batches",
     "handed_out",
     "kafka_producer",
+    "local_dict",
     "use_batch_consumer",
 ]
 
@@ -187,9 +193,11 @@ def batch_consumer(app: faust.App) -> BatchConsumer:
     return consumer
 
 
-def deliver_batches(app: faust.App, topic: faust.TopicT, handle: BatchHandler) -> None:
+def deliver_batches(app: faust.App, topic: faust.TopicT, handle: BatchHandler,
+                    hold: Callable[[Callable[[], None]], None] | None = None) -> None:
     """Subscribe to `topic` and give each fetch's records of it to `handle` as one batch; they
-    are acknowledged to Faust (and so committed) only once `handle` returns."""
+    are acknowledged to Faust (and so committed) once `handle` returns, or, given `hold`, when
+    the acknowledgement `hold` received is called (a checkpoint)."""
     consumer = batch_consumer(app)
 
     async def on_fetch(messages: list[Message]) -> None:
@@ -197,8 +205,15 @@ def deliver_batches(app: faust.App, topic: faust.TopicT, handle: BatchHandler) -
         by_partition: dict[TP, list[int]] = {}
         for message in messages:
             by_partition.setdefault(message.tp, []).append(message.offset)
-        for tp, offsets in by_partition.items():
-            consumer.ack_offsets(tp, offsets)
+
+        def acknowledge() -> None:
+            for tp, offsets in by_partition.items():
+                consumer.ack_offsets(tp, offsets)
+
+        if hold is None:
+            acknowledge()
+        else:
+            hold(acknowledge)
 
     for name in topic.topics:
         consumer.batch_handlers[name] = on_fetch
@@ -283,3 +298,11 @@ class ProducerBatches:
         self._open.clear()
         sent, self._sent = self._sent, []
         return sent
+
+
+def local_dict(table: Any) -> dict[Any, Any]:
+    """The plain dict holding a memory-store table's local data (see the module docstring)."""
+    store = table.data
+    if not isinstance(store, MemoryStore) or not isinstance(store.data, dict):
+        raise RuntimeError(f"table {table.name} is not backed by Faust's memory store")
+    return store.data

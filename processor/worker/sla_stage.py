@@ -56,6 +56,7 @@ from processor.kpi.sla import (
     whatsapp_window_closes_ms,
 )
 from processor.kpi.timeline import Ingested
+from processor.worker.checkpoint import Checkpoint
 from processor.worker.lag import partition_lags
 from processor.worker.tables import ChangelogWriter
 
@@ -674,7 +675,7 @@ def events_caught_up(app: faust.App, events_topic: str, processor: EventProcesso
 
 def attach_sla_stage(app: faust.App, settings: Settings, stage: SlaStage,
                      processor: EventProcessor, conversations: Any, changelog: ChangelogWriter,
-                     unsettled: asyncio.Lock) -> None:
+                     checkpoint: Checkpoint, unsettled: asyncio.Lock) -> None:
     """Wire the stage to the SLA topic, the conversation table (written through `changelog`),
     a 1 s timer and rebalances. The timer runs under `unsettled`, which the event agent holds
     while a batch's state is ahead of its acknowledged facts."""
@@ -701,7 +702,8 @@ def attach_sla_stage(app: faust.App, settings: Settings, stage: SlaStage,
                 try:
                     await stage.tick(int(time.time() * 1000))
                 finally:
-                    await changelog.flush()
+                    # Alerts emitted must be on record at once (none twice after a restart).
+                    await checkpoint.commit()
         except Exception:  # an exception would end Faust's timer for good
             log.exception("SLA tick failed")
 

@@ -51,18 +51,24 @@ class ChangelogWriter:
 
     def __init__(self, table: Any) -> None:
         self._table = table
-        self._queued: list[tuple[int, str, Any]] = []
+        self._queued: dict[str, tuple[int, Any]] = {}
         self._sending = asyncio.Lock()
 
     def write(self, partition: int, key: str, value: Any) -> None:
-        """Queue `value` (None: delete) as the key's new state in the changelog."""
-        self._queued.append((partition, key, value))
+        """Queue `value` (None: delete) as the key's new state in the changelog. Values are the
+        live objects of the table, serialized at `flush`: a key queued again before that is
+        written once, with its state at the flush."""
+        self._queued[key] = (partition, value)
+
+    @property
+    def queued(self) -> int:
+        return len(self._queued)
 
     async def flush(self) -> None:
         """Hand everything queued so far to the producer (callers flush before the records
         that caused the writes are acknowledged)."""
         async with self._sending:  # one sender at a time, so the changelog keeps the order
-            queued, self._queued = self._queued, []
+            queued, self._queued = self._queued, {}
             if not queued:
                 return
             # Serialized here and handed over as one producer batch per partition: Faust's
@@ -71,7 +77,7 @@ class ChangelogWriter:
             topic = self._table.changelog_topic.get_topic_name()
             codec = self._table.value_serializer
             batches = ProducerBatches(kafka_producer(self._table.app))
-            for partition, key, value in queued:
+            for key, (partition, value) in queued.items():
                 record = None if value is None else codec.dumps(value)
                 await batches.append(topic, partition, key.encode(), record)
             for sent in await batches.send_all():

@@ -30,13 +30,14 @@ from processor.kpi.pane_store import (
 )
 from processor.kpi.windows import WindowSpec, parse_window
 from processor.topics import facts_topic
+from processor.worker.checkpoint import CHECKPOINT_INTERVAL_S, Checkpoint
 from processor.worker.codec import decode_or_drop
 from processor.worker.delivery import (
     DELIVERY_CHECK_S,
     DeliveryGuard,
     KafkaRanges,
 )
-from processor.worker.faust_seams import deliver_batches
+from processor.worker.faust_seams import deliver_batches, local_dict
 from processor.worker.lag import partition_lags
 from processor.worker.tables import ChangelogWriter, string_keyed_table
 
@@ -83,12 +84,15 @@ class WindowStage:
                              key_serializer="raw", value_serializer="raw")
         self.table = string_keyed_table(app, "windows", self.partitions, WindowRecordCodec())
         self.changelog = ChangelogWriter(self.table)
-        self.windows = WindowProcessor(self.table.data, self.specs, settings.grace_ms)
+        self.checkpoint = Checkpoint([self.changelog])
+        self.panes = local_dict(self.table)
+        self.windows = WindowProcessor(self.panes, self.specs, settings.grace_ms)
         self.guard = DeliveryGuard(KafkaRanges(settings.kafka_bootstrap, settings.app_id,
                                                self.facts.get_topic_name(),
                                                settings.kafka_security))
         self.applying = asyncio.Lock()
-        """Held while a batch of facts is applied, and by a revocation that drops panes."""
+        """Held while a batch of facts is applied, while snapshots are published or the
+        checkpoint commits, and by a revocation that drops panes."""
 
     def owns(self, channel: str) -> bool:
         return channel_partition(channel, self.partitions) in self._owned_partitions()
@@ -132,19 +136,25 @@ class WindowStage:
     async def handle(self, records: list[Record]) -> None:
         """A batch of facts records as the stream delivered it (see `DeliveryGuard`)."""
         async with self.applying:
-            await self.guard.process(self._app, records, self._apply)
+            await self.guard.process(self._app, records, self._apply, self.checkpoint.hold)
+            if self.checkpoint.due():
+                await self.checkpoint.commit()
 
     async def handle_dropped_tails(self) -> None:
         async with self.applying:
-            await self.guard.process_stalled(self._app, self._apply)
+            await self.guard.process_stalled(self._app, self._apply, self.checkpoint.hold)
+
+    async def commit_when_idle(self) -> None:
+        async with self.applying:
+            if self.checkpoint.due():
+                await self.checkpoint.commit()
 
     async def _apply(self, records: list[Record]) -> None:
         await self.on_messages([(r.partition, r.value) for r in records if r.value is not None])
 
     async def on_messages(self, messages: list[tuple[int, bytes]]) -> None:
-        """Apply a batch of (facts partition, value) messages, then hand each changed pane to
-        the changelog once (before Faust acks the batch, so before those offsets can be
-        committed)."""
+        """Apply a batch of (facts partition, value) messages and queue each changed pane for
+        the checkpoint (which writes it before the batch's offsets are acknowledged)."""
         changed: set[str] = set()
         for partition, value in messages:
             message = orjson.loads(value)
@@ -157,10 +167,13 @@ class WindowStage:
             else:
                 changed |= self.windows.apply(decode_deltas(message["src"], message["deltas"]))
         for key in changed:
-            self.changelog.write(self._partition_of_key(key), key, self.table.data[key])
-        await self.changelog.flush()
+            self.changelog.write(self._partition_of_key(key), key, self.panes[key])
 
     async def publish_snapshots(self) -> None:
+        async with self.applying:  # not between a batch's panes and their checkpoint
+            await self._publish_snapshots()
+
+    async def _publish_snapshots(self) -> None:
         snapshots: list[dict[str, Any]] = []
         written: set[str] = set()
         deleted: set[str] = set()
@@ -179,11 +192,11 @@ class WindowStage:
                                        force=True) for snapshot in snapshots]
         await asyncio.gather(*pending)
         for key in written:
-            if key in self.table.data:
-                self.changelog.write(self._partition_of_key(key), key, self.table.data[key])
+            if key in self.panes:
+                self.changelog.write(self._partition_of_key(key), key, self.panes[key])
         for key in deleted:
             self.changelog.write(self._partition_of_key(key), key, None)
-        await self.changelog.flush()
+        await self.checkpoint.commit()
 
     def _channels_of(self, window_partition: int) -> Callable[[str], bool]:
         return lambda channel: channel_partition(channel, self.partitions) == window_partition
@@ -196,9 +209,9 @@ class WindowStage:
 
     def forget(self, revoked_partitions: set[int]) -> None:
         """Drop panes and gauges of channels whose window partition went elsewhere."""
-        for key in list(self.table.data):
+        for key in list(self.panes):
             if self._partition_of_key(key) in revoked_partitions:
-                del self.table.data[key]
+                del self.panes[key]
         self.windows.reindex()
         for channel, window in list(self.windows.latest_open):
             if channel_partition(channel, self.partitions) in revoked_partitions:
@@ -213,7 +226,11 @@ def attach_window_stage(app: faust.App, settings: Settings, registry: CollectorR
     stage = WindowStage(app, settings, processor)
     registry.register(WindowCollector(stage.windows, stage.owns, settings.max_agent_labels))
 
-    deliver_batches(app, stage.facts, stage.handle)
+    deliver_batches(app, stage.facts, stage.handle, stage.checkpoint.hold)
+
+    @app.timer(CHECKPOINT_INTERVAL_S)  # type: ignore[untyped-decorator]
+    async def commit_when_idle() -> None:
+        await stage.commit_when_idle()
 
     @app.timer(settings.snapshot_interval_s)  # type: ignore[untyped-decorator]
     async def publish_snapshots() -> None:
@@ -244,6 +261,7 @@ def attach_window_stage(app: faust.App, settings: Settings, registry: CollectorR
     async def forget_revoked(sender: Any, revoked: set[Any], **_: Any) -> None:
         facts_topic = stage.facts.get_topic_name()
         async with stage.applying:  # not while a batch is half-way
+            await stage.checkpoint.commit()
             stage.forget({tp.partition for tp in revoked if tp.topic == facts_topic})
             stage.guard.reset(tp.partition for tp in revoked if tp.topic == facts_topic)
         processor.forget_watermarks(

@@ -4,6 +4,7 @@ worker wired to receive its topics as batches, not through Faust streams."""
 from __future__ import annotations
 
 import inspect
+from typing import Any
 
 import faust
 import pytest
@@ -18,6 +19,7 @@ from processor.worker.faust_seams import (
     FAUST_VERSION,
     BatchConsumer,
     check_faust_version,
+    local_dict,
 )
 
 
@@ -61,3 +63,16 @@ def test_many_offsets_are_acknowledged_once_each_from_the_commit_on(tmp_path: ob
     consumer.ack_offsets(tp, [5, 6])
     assert sorted(consumer._acked[tp]) == [3, 4, 5, 6]
     assert consumer._n_acked == 4
+
+
+def test_the_worker_reads_its_tables_through_the_dict_faust_recovery_writes(
+        tmp_path: object) -> None:
+    worker = build_worker(worker_settings(str(tmp_path)), CollectorRegistry())
+    conversations: Any = worker.app.tables["conversations"]
+    windows: Any = worker.app.tables["windows"]
+    assert worker.processor._table is local_dict(conversations)
+    # Faust's recovery writes the store's dict: what it restores is what the worker reads.
+    conversations.data.data["c1"] = "restored"
+    assert worker.processor._table["c1"] == "restored"
+    local_dict(windows)["pane"] = "x"
+    assert windows.data["pane"] == "x"
