@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, replace
-from typing import Any, Final, NamedTuple, Protocol
+from typing import Final, NamedTuple, Protocol
 
 from processor.errors import InvalidEvent
 from processor.events import ConversationEvent, event_from_json
 from processor.kpi.awaiting import AwaitingIndex
 from processor.kpi.conversation import DEFAULT_REOPEN_WINDOW_MS
 from processor.kpi.facts import Fact
+from processor.kpi.sla_record import SlaRecord
 from processor.kpi.timeline import DEDUPE_HORIZON_MS, Ingested, Timeline
 
 __all__ = [
@@ -68,9 +69,10 @@ class StoredConversation:
 
     partition: int
     timeline: Timeline
-    sla: dict[str, Any] | None = None
-    """The SLA stage's per-conversation record (policy match, alerts already emitted);
-    persisted with the conversation so nothing is emitted twice after a restart."""
+    sla: SlaRecord | None = None
+    """The SLA stage's record (policy match, alerts already emitted, attainment still open to
+    a reordering); persisted with the conversation so nothing is emitted twice after a
+    restart."""
 
 
 class _Count(Protocol):

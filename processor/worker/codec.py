@@ -9,6 +9,7 @@ import orjson
 from faust.serializers.codecs import Codec
 
 from processor.kpi.event_step import StoredConversation
+from processor.kpi.sla_record import SlaRecord
 from processor.kpi.timeline import Timeline
 
 __all__ = ["ConversationCodec", "decode_or_drop"]
@@ -35,12 +36,13 @@ class ConversationCodec(Codec):
         if not isinstance(obj, StoredConversation):
             raise TypeError(f"expected a StoredConversation, got {type(obj).__name__}")
         return orjson.dumps({"partition": obj.partition, "timeline": obj.timeline.to_dict(),
-                             "sla": obj.sla})
+                             "sla": None if obj.sla is None else obj.sla.to_dict()})
 
     def _loads(self, s: bytes) -> StoredConversation | None:
         return decode_or_drop("conversation", s, _conversation)  # type: ignore[no-any-return]
 
 
 def _conversation(data: dict[str, Any]) -> StoredConversation:
+    sla = data.get("sla")
     return StoredConversation(data["partition"], Timeline.from_dict(data["timeline"]),
-                              data.get("sla"))
+                              None if sla is None else SlaRecord.from_dict(sla))

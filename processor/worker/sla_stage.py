@@ -1,7 +1,8 @@
 """Live SLA detection: at-risk and breach events by timer, attainment counters, SLA gauges.
 
-The pure rules are in `processor.kpi.sla` (deadlines, once-only emission, attainment); this stage
-keeps them running over the conversations a worker owns:
+The pure rules are in `processor.kpi.sla` (deadlines, once-only emission, attainment) and
+`processor.kpi.sla_record` (the typed per-conversation record and the exact attainment facts for
+the windows); this stage keeps them running over the conversations a worker owns:
 
 - As the processor's observer it sees every new event applied to a conversation: it matches the
   conversation's policy (channel, and the newest non-empty priority, team and account_id), counts
@@ -10,7 +11,8 @@ keeps them running over the conversations a worker owns:
 - `tick(wall_ms)`, run every second by a Faust timer, pops the conversations that are due,
   publishes their alerts to the SLA topic (`schemas/sla-event.v1.schema.json`), waits for
   Kafka's acknowledgements and only then persists the conversation with its updated
-  `SlaTracker` (in `StoredConversation.sla`, so the changelog remembers what was emitted).
+  `SlaTracker` (in the conversation's `SlaRecord`, so the changelog remembers what was
+  emitted).
 - "Now" for a partition is the wall clock while the worker is caught up on it (no unprocessed
   records), else the newest event time processed on it (never beyond the wall clock): replaying
   a backlog does not raise breaches for replies that are still in the backlog.
@@ -43,7 +45,7 @@ from processor.export.worker_metrics import RESPONSE_BUCKETS_S, buckets_with
 from processor.kpi.calendar import CALENDAR_24_7
 from processor.kpi.conversation import CycleState
 from processor.kpi.event_step import EventProcessor, StoredConversation
-from processor.kpi.facts import Fact, FactKind
+from processor.kpi.facts import Fact
 from processor.kpi.policy import ANY, SLA_METRICS, PolicySet, SlaMetric, SlaPolicy
 from processor.kpi.sla import (
     SlaAlert,
@@ -54,6 +56,14 @@ from processor.kpi.sla import (
     measure,
     measured_metric,
     whatsapp_window_closes_ms,
+)
+from processor.kpi.sla_record import (
+    MATCH_FIELDS,
+    SlaRecord,
+    attainment_facts,
+    first_replies,
+    is_first_reply,
+    new_facts,
 )
 from processor.kpi.timeline import Ingested
 from processor.worker.checkpoint import Checkpoint
@@ -76,7 +86,6 @@ WINDOW_HORIZON_MS: Final = 3600_000
 MAX_CONVERSATIONS_PER_TICK: Final = 5000
 """Due conversations handled per tick (after an outage thousands may be due at once); the rest
 go on the next tick, a second later."""
-_MATCH_FIELDS: Final = ("priority", "team", "account_id")
 _POLICY_CACHE_MAX: Final = 10_000
 
 Publish = Callable[[bytes, bytes], Awaitable[Awaitable[Any]]]
@@ -202,7 +211,9 @@ class SlaStage:
             if policy is not None:
                 self._ensure_series(event.channel, policy)
                 self._measure(stored.timeline.state, policy, ingested)
-            window_facts = _attainment_facts(stored, policy, self.policies, ingested)
+            if stored.sla is not None:
+                window_facts = attainment_facts(stored.sla, stored.timeline.checkpoint_ms,
+                                                policy, self.policies, ingested)
         self._plan(conversation_id, stored, policy)
         self._update_window(conversation_id, stored)
         return window_facts
@@ -211,25 +222,23 @@ class SlaStage:
                       ) -> SlaPolicy | None:
         record = stored.sla
         if record is None:
-            record = stored.sla = {"match": {}}
-        match: dict[str, str] = record.setdefault("match", {})
+            record = stored.sla = SlaRecord()
+        match = record.match
         match["channel"] = event.channel
-        for field_name in _MATCH_FIELDS:
+        for field_name in MATCH_FIELDS:
             value = getattr(event, field_name)
             if value:
                 match[field_name] = value
         policy = self.policy_of(record)
-        policy_name = None if policy is None else policy.name
-        if "policy" not in record or record["policy"] != policy_name:
-            record["policy"] = policy_name
+        record.policy = None if policy is None else policy.name
         return policy
 
-    def policy_of(self, record: Mapping[str, Any] | None) -> SlaPolicy | None:
+    def policy_of(self, record: SlaRecord | None) -> SlaPolicy | None:
         """The policy that covers a conversation's SLA record now (matched again each time, so a
         changed policy file applies after a restart)."""
-        if not record:
+        if record is None:
             return None
-        match = record.get("match") or {}
+        match = record.match
         channel = match.get("channel")
         if not channel:
             return None
@@ -245,10 +254,10 @@ class SlaStage:
 
     def _measure(self, state: CycleState, policy: SlaPolicy, ingested: Ingested) -> None:
         """Attainment of every first response, reply and resolution the event made known."""
-        first_replies = _first_replies(ingested)
+        replies = first_replies(ingested)
         calendar = self.policies.calendar_of(policy)
-        for fact in _new_facts(ingested):
-            metric = measured_metric(fact, policy, _is_first_reply(fact, state, first_replies))
+        for fact in new_facts(ingested):
+            metric = measured_metric(fact, policy, is_first_reply(fact, state, replies))
             if metric is None:
                 continue
             start_ms = fact.at_ms - round(fact.value * 1000)
@@ -290,7 +299,7 @@ class SlaStage:
         elif live.signature == signature and not force:
             return
         live.signature = signature
-        tracker = _tracker(stored.sla)
+        tracker = _tracker(stored)
         channel = self._channel_label(stored.timeline.channel)
         due: int | None = None
         at_risk: set[GaugeKey] = set()
@@ -416,7 +425,7 @@ class SlaStage:
                 if stored is None or policy is None:
                     self._drop_live(conversation_id, live)
                     continue
-                tracker = _tracker(stored.sla)
+                tracker = _tracker(stored)
                 alerts = due_alerts(stored.timeline.state, tracker, policy,
                                     self.policies.calendar_of(policy), now)
                 if alerts:
@@ -426,7 +435,7 @@ class SlaStage:
         return found
 
     def _payload(self, item: _Due, alert: SlaAlert) -> dict[str, Any]:
-        match = (item.stored.sla or {}).get("match") or {}
+        match = item.stored.sla.match if item.stored.sla is not None else {}
         return {
             "schema": SCHEMA_NAME,
             "alert_id": (f"{item.conversation_id}/{alert.cycle}/{alert.metric}/{alert.kind}/"
@@ -458,7 +467,7 @@ class SlaStage:
             log.info("conversation %s moved while its SLA alerts were sent",
                      item.conversation_id)
             return
-        stored.sla["tracker"] = item.tracker.to_dict()
+        stored.sla.tracker = item.tracker
         self.persist(item.conversation_id, stored)
         self._plan(item.conversation_id, stored, self.policy_of(stored.sla), force=True,
                    precise=True)
@@ -540,106 +549,8 @@ class SlaStage:
         return count
 
 
-def _tracker(record: Mapping[str, Any] | None) -> SlaTracker:
-    data = (record or {}).get("tracker")
-    return SlaTracker() if not data else SlaTracker.from_dict(data)
-
-
-def _first_replies(ingested: Ingested) -> set[str]:
-    return {fact.event_id for fact in ingested.added
-            if fact.kind is FactKind.FIRST_RESPONSE and fact.role == "agent"}
-
-
-def _is_first_reply(fact: Fact, state: CycleState, first_replies: set[str]) -> bool:
-    """The reply also gave its cycle the agent FRT (that wait is first_response's)."""
-    return fact.event_id in first_replies or (
-        fact.cycle == state.cycles and fact.at_ms == state.first_agent_reply_ms)
-
-
-def _attainment_facts(stored: StoredConversation, policy: SlaPolicy | None,
-                      policies: PolicySet, ingested: Ingested) -> list[tuple[int, Fact]]:
-    """SLA facts for the windows, exact under reordering.
-
-    An event's SLA facts depend on all of that event's facts: an agent reply's wait is a
-    next_reply only if the same message did not also give its cycle the FRT, and a reordering
-    can change that without changing the reply's own fact. So the conversation's SLA record
-    keeps the measurable facts still open to change (newer than the timeline's checkpoint) and
-    the SLA facts they produced; for every event a delivery touched, the SLA facts are
-    recomputed from its current facts and the difference is returned (-1 withdrawn, +1 new)."""
-    record = stored.sla if stored.sla is not None else {}
-    if policy is None and not record.get("produced"):
-        return []
-    live = [_row_fact(row) for row in record.get("live", [])]
-    produced = [_row_fact(row) for row in record.get("produced", [])]
-    touched: dict[str, None] = {}
-    for fact in ingested.retracted:
-        if _measurable(fact):
-            if fact in live:
-                live.remove(fact)
-            touched[fact.event_id] = None
-    for fact in ingested.added:
-        if _measurable(fact):
-            live.append(fact)
-            touched[fact.event_id] = None
-    weighted: list[tuple[int, Fact]] = []
-    for event_id in touched:
-        before = [f for f in produced if f.event_id == event_id]
-        after = _measure_event([f for f in live if f.event_id == event_id], policy, policies)
-        weighted += [(-1, f) for f in (Counter(before) - Counter(after)).elements()]
-        weighted += [(1, f) for f in (Counter(after) - Counter(before)).elements()]
-        produced = [f for f in produced if f.event_id != event_id] + after
-    settled_ms = stored.timeline.checkpoint_ms
-    record["live"] = [list(f) for f in live if f.at_ms > settled_ms]
-    record["produced"] = [list(f) for f in produced if f.at_ms > settled_ms]
-    stored.sla = record
-    return weighted
-
-
-def _measurable(fact: Fact) -> bool:
-    return fact.kind is FactKind.RESOLUTION or (
-        fact.kind in (FactKind.FIRST_RESPONSE, FactKind.REPLY) and fact.role == "agent")
-
-
-def _measure_event(facts: list[Fact], policy: SlaPolicy | None, policies: PolicySet
-                   ) -> list[Fact]:
-    """The SLA facts of one event's measurable facts under `policy`."""
-    if policy is None:
-        return []
-    calendar = policies.calendar_of(policy)
-    first_reply = any(f.kind is FactKind.FIRST_RESPONSE for f in facts)
-    measured = []
-    for fact in facts:
-        metric = measured_metric(fact, policy, first_reply)
-        start_ms = fact.at_ms - round(fact.value * 1000)
-        if (metric is None or policy.target_s(metric) is None
-                or not clock_supported(start_ms, fact.at_ms)):
-            continue
-        outcome = measure(metric, start_ms, fact.at_ms, policy, calendar)
-        measured.append(Fact(FactKind.SLA, fact.channel, fact.at_ms, fact.event_id, metric,
-                             policy.name, 1.0 if outcome.within_target else 0.0, fact.cycle))
-    return measured
-
-
-def _row_fact(row: list[Any]) -> Fact:
-    return Fact(FactKind(row[0]), *row[1:])
-
-
-def _identity(fact: Fact) -> tuple[FactKind, str, str, float]:
-    return (fact.kind, fact.role, fact.event_id, fact.value)
-
-
-def _new_facts(ingested: Ingested) -> list[Fact]:
-    """Added facts, except those a reordering only re-emitted (retracted with the same value)."""
-    if not ingested.retracted:
-        return ingested.added
-    surplus = Counter(map(_identity, ingested.added)) - Counter(map(_identity, ingested.retracted))
-    fresh = []
-    for fact in ingested.added:
-        key = _identity(fact)
-        if surplus[key] > 0:
-            surplus[key] -= 1
-            fresh.append(fact)
-    return fresh
+def _tracker(stored: StoredConversation) -> SlaTracker:
+    return SlaTracker() if stored.sla is None else stored.sla.tracker_copy()
 
 
 class _SlaCollector(Collector):

@@ -76,3 +76,20 @@ def test_the_worker_reads_its_tables_through_the_dict_faust_recovery_writes(
     assert worker.processor._table["c1"] == "restored"
     local_dict(windows)["pane"] = "x"
     assert windows.data["pane"] == "x"
+
+
+def test_changelog_records_skip_the_race_only_while_the_put_cannot_block(
+        tmp_path: object) -> None:
+    worker = build_worker(worker_settings(str(tmp_path)), CollectorRegistry())
+    consumer = worker.app.consumer
+    assert isinstance(consumer, BatchConsumer)
+    changelog = worker.app.tables["conversations"].changelog_topic.get_topic_name()
+    assert consumer._restores_without_waiting(changelog)
+    assert not consumer._restores_without_waiting("seams.events")
+    consumer.suspend_flow.set()  # a rebalance began: Faust's own race decides
+    assert not consumer._restores_without_waiting(changelog)
+    consumer.suspend_flow.clear()
+    queue: Any = worker.app.tables.changelog_queue  # type: ignore[attr-defined]
+    for index in range(queue.maxsize):
+        queue.put_nowait(index)
+    assert not consumer._restores_without_waiting(changelog)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -27,6 +26,7 @@ from processor.kpi.calendar import BusinessCalendar, WeeklyInterval
 from processor.kpi.event_step import EventProcessor, Record, StoredConversation
 from processor.kpi.policy import PolicyMatch, PolicySet, SlaPolicy
 from processor.kpi.sla import WHATSAPP_WINDOW_MS, SlaTracker, next_due_ms
+from processor.kpi.sla_record import SlaRecord
 from processor.policy_file import parse_policy_text
 from processor.worker.codec import ConversationCodec
 from processor.worker.sla_stage import SCHEMA_NAME, GaugeKey, SlaStage
@@ -260,10 +260,10 @@ def test_due_at_closing_time_breaches_only_when_the_office_reopens(w: Worker) ->
 def test_policy_match_keeps_the_newest_non_empty_values(w: Worker) -> None:
     w.feed(customer("m1", 0, priority="vip", account_id="acme"))
     stored = w.table["c1"]
-    assert stored.sla is not None and stored.sla["policy"] == "vip"
+    assert stored.sla is not None and stored.sla.policy == "vip"
     w.feed(customer("m2", 1))  # no priority: still vip
-    assert stored.sla["policy"] == "vip"
-    assert stored.sla["match"] == {"channel": "whatsapp", "priority": "vip", "account_id": "acme"}
+    assert stored.sla.policy == "vip"
+    assert stored.sla.match == {"channel": "whatsapp", "priority": "vip", "account_id": "acme"}
     assert w.tick(20.001) == [("at_risk", "first_response", "c1"),
                               ("breach", "first_response", "c1")]
     assert w.producer.sent[-1]["policy"] == "vip"
@@ -271,13 +271,13 @@ def test_policy_match_keeps_the_newest_non_empty_values(w: Worker) -> None:
     assert w.producer.sent[-1]["priority"] == "vip"
     assert w.producer.sent[-1]["team"] is None
     w.feed(customer("m3", 30, priority="normal"))  # a newer value: now the whatsapp policy
-    assert stored.sla["policy"] == "wa"
+    assert stored.sla.policy == "wa"
 
 
 def test_no_policy_no_alerts_and_no_counters(w: Worker) -> None:
     w.feed(record("l1", 0, "l", channel="line", author="customer"))
     assert w.tick(10 * 86_400) == []
-    assert w.table["l"].sla == {"match": {"channel": "line"}, "policy": None}
+    assert w.table["l"].sla == SlaRecord(match={"channel": "line"}, policy=None)
 
 
 # -- attainment --------------------------------------------------------------------------------
@@ -438,8 +438,7 @@ def test_schedule_matches_next_due_ms(w: Worker) -> None:
 
 
 def _tracker(stored: StoredConversation) -> SlaTracker:
-    data: Mapping[str, Any] = (stored.sla or {}).get("tracker") or {}
-    return SlaTracker.from_dict(dict(data)) if data else SlaTracker()
+    return SlaTracker() if stored.sla is None else stored.sla.tracker_copy()
 
 
 # -- docs: every alert's runbook_url has its section ---------------------------------------------
