@@ -17,7 +17,8 @@ help:
 	@echo "make run    start Kafka, gateway, worker and the simulator (Ctrl-C stops all)"
 	@echo "make test   the whole suite on a real broker (installs what it needs)"
 	@echo "make up     broker, gateway and worker in the background; make down stops them"
-	@echo "make bench  worker throughput beside its peers (results in bench/RESULTS.md)"
+	@echo "make bench  worker throughput beside its peers, then the ceiling of its own code"
+	@echo "           without Kafka (results in bench/RESULTS.md)"
 	@echo "make bench-gateway / bench-scale / bench-latency  gateway requests/s; worker memory"
 	@echo "           and restart time; webhook-to-metric latency at 500 and 2,000 events/s"
 	@echo "make lint   ruff and mypy"
@@ -56,6 +57,7 @@ down:
 
 bench: venv kafka-start
 	$(BIN)/python -m bench.worker_throughput
+	$(BIN)/python -m bench.worker_pure
 
 bench-gateway: venv kafka-start
 	$(BIN)/python -m bench.gateway_throughput

@@ -18,6 +18,8 @@ __all__ = ["DEFAULT_RELATIVE_ACCURACY", "MIN_VALUE_S", "LogSketch"]
 
 DEFAULT_RELATIVE_ACCURACY: Final = 0.01
 MIN_VALUE_S: Final = 0.001
+_LOG_GAMMA: dict[float, float] = {}
+"""log(gamma) per relative accuracy, the same float every time (an index per added value)."""
 
 
 @dataclass(slots=True)
@@ -41,7 +43,10 @@ class LogSketch:
         return (1 + self.relative_accuracy) / (1 - self.relative_accuracy)
 
     def _index(self, value: float) -> int:
-        return math.ceil(math.log(value) / math.log(self._gamma))
+        log_gamma = _LOG_GAMMA.get(self.relative_accuracy)
+        if log_gamma is None:
+            log_gamma = _LOG_GAMMA[self.relative_accuracy] = math.log(self._gamma)
+        return math.ceil(math.log(value) / log_gamma)
 
     def add(self, value: float, weight: int = 1) -> None:
         """Add `value` `weight` times; a negative weight withdraws earlier additions."""

@@ -73,14 +73,13 @@ class WindowSpec:
 
     name: str
     size_ms: int
+    pane_ms: int = field(init=False, repr=False, compare=False)
+    """size_ms / PANES_PER_WINDOW (kept, not derived per call: it is read for every fact)."""
 
     def __post_init__(self) -> None:
         if self.size_ms <= 0 or self.size_ms % PANES_PER_WINDOW:
             raise ValueError(f"window size must be a positive multiple of {PANES_PER_WINDOW} ms")
-
-    @property
-    def pane_ms(self) -> int:
-        return self.size_ms // PANES_PER_WINDOW
+        object.__setattr__(self, "pane_ms", self.size_ms // PANES_PER_WINDOW)
 
 
 DEFAULT_WINDOWS: Final = (

@@ -27,7 +27,7 @@ from processor.kpi.event_step import EventProcessor, Record, Rejected
 from processor.kpi.policy import PolicySet
 from processor.policy_file import load_policy_file
 from processor.topics import TopicsUnavailable, ensure_settings_topics
-from processor.worker.checkpoint import CHECKPOINT_INTERVAL_S, Checkpoint
+from processor.worker.checkpoint import CHECKPOINT_INTERVAL_S, Checkpoint, CheckpointCollector
 from processor.worker.codec import ConversationCodec
 from processor.worker.delivery import (
     DELIVERY_CHECK_S,
@@ -48,7 +48,7 @@ from processor.worker.sla_stage import SlaStage, attach_sla_stage
 from processor.worker.tables import ChangelogWriter, string_keyed_table
 from processor.worker.window_stage import attach_window_stage
 
-__all__ = ["WorkerApp", "build_worker", "metrics_page", "run_worker"]
+__all__ = ["WorkerApp", "build_worker", "metrics_page", "run_worker", "static_member_id"]
 
 log = logging.getLogger("msgkpi.worker")
 
@@ -95,9 +95,21 @@ def _faust_app(settings: Settings) -> faust.App:
         producer_linger_ms=5,
         producer_max_batch_size=256 * 1024,
         broker_max_poll_records=settings.batch_max,
-        consumer_group_instance_id=settings.worker_instance_id,
+        consumer_group_instance_id=static_member_id(settings),
         stream_wait_empty=False,
     )
+
+
+def static_member_id(settings: Settings) -> str | None:
+    """Kafka's `group.instance.id` for `MSGKPI_WORKER_INSTANCE_ID`, with the worker's web
+    address in it. A static member that rejoins is handed its previous assignment as the group
+    leader wrote it, with the member's address at the time; Faust's assignor asserts that this
+    address is still its own, and a worker restarted under the same id on another port never
+    got partitions (the assertion ends aiokafka's coordinator routine). With the address in the
+    id, such a restart is a new member: its partitions come after the session timeout."""
+    if settings.worker_instance_id is None:
+        return None
+    return f"{settings.worker_instance_id}@{settings.worker_host}:{settings.worker_port}"
 
 
 def build_worker(
@@ -151,6 +163,8 @@ def build_worker(
                                       settings.topics.events, settings.kafka_security))
     registry.register(DeliveryCollector([guard, windows.guard]))
     registry.register(BatchCollector(batch_consumer(app)))
+    registry.register(CheckpointCollector({"conversations": checkpoint,
+                                           "windows": windows.checkpoint}))
     for internal in (windows.facts, *(table.changelog_topic for table in app.tables.values())):
         internal.config = {**internal.config, **settings.topic_configs()}  # min.insync.replicas
 
@@ -202,7 +216,7 @@ def build_worker(
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def forget_revoked(sender: Any, revoked: set[Any], **_: Any) -> None:
         async with unsettled:  # not while a batch is half-way
-            await checkpoint.commit()  # what was processed here stays processed
+            await checkpoint.revoke()  # the state of what was processed here is kept
             gone = processor.forget_partitions(
                 {tp.partition for tp in revoked if tp.topic == settings.topics.events}
             )

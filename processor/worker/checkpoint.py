@@ -4,10 +4,15 @@
    (fact deltas, snapshots, DLQ records) is sent and acknowledged by Kafka before the batch
    ends. Each changed key is queued in the stage's `ChangelogWriter` (its last value wins).
 2. The batch's offsets are *held* here, not yet acknowledged to Faust.
-3. `commit` (at most every `interval_s` while batches arrive, from a timer when they stop,
-   before a revocation): every queued key goes to its changelog once, then the held offsets are
-   acknowledged; Faust's next offset commit first waits until its producer has delivered
-   everything handed to it, those changelog records included.
+3. `commit` (at most every `interval_s` while batches arrive, and from a timer when they
+   stop): every queued key goes to its changelog once, then the held offsets are acknowledged;
+   Faust's next offset commit first waits until its producer has delivered everything handed
+   to it, those changelog records included.
+4. On a revocation (`revoke`) the queued keys still go to the changelog, but the held offsets
+   are dropped: Faust has already forgotten the acknowledgements of the revoked partitions (its
+   rebalancing is eager: every partition is revoked), and one given now would enter its
+   bookkeeping for a partition this worker no longer owns. Their records are processed again
+   by the next owner, which finds their conversations' changelog records and skips them.
 
 A crash anywhere loses nothing: offsets are committed only after the changelog records of
 everything before them, so what follows the commit is processed again; a conversation whose
@@ -19,12 +24,15 @@ Kafka Streams' record cache and Quix Streams' checkpoints do.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Final
+
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from processor.worker.tables import ChangelogWriter
 
-__all__ = ["CHECKPOINT_INTERVAL_S", "Checkpoint"]
+__all__ = ["CHECKPOINT_INTERVAL_S", "Checkpoint", "CheckpointCollector"]
 
 CHECKPOINT_INTERVAL_S: Final = 1.0
 """Faust's own commit interval in the worker: a held offset waits at most about this long."""
@@ -45,6 +53,8 @@ class Checkpoint:
         self._held: list[Callable[[], None]] = []
         self._last_commit = clock()
         self.commits = 0
+        self.written = 0
+        """Changelog records handed over by the commits so far."""
 
     def hold(self, acknowledge: Callable[[], None]) -> None:
         """Keep a processed batch's acknowledgement until the next commit."""
@@ -65,8 +75,34 @@ class Checkpoint:
         batch is half-way)."""
         held, self._held = self._held, []
         for writer in self._writers:
+            self.written += writer.queued
             await writer.flush()
         for acknowledge in held:
             acknowledge()
         self._last_commit = self._clock()
         self.commits += 1
+
+    async def revoke(self) -> None:
+        """Partitions were revoked: changelog first, the held acknowledgements dropped."""
+        self._held = []
+        await self.commit()
+
+
+class CheckpointCollector(Collector):
+    """`msgkpi_worker_checkpoints_total` and `msgkpi_worker_checkpoint_records_total`, per
+    stage."""
+
+    def __init__(self, checkpoints: Mapping[str, Checkpoint]) -> None:
+        self._checkpoints = dict(checkpoints)
+
+    def collect(self) -> Iterator[Metric]:
+        commits = CounterMetricFamily(
+            "msgkpi_worker_checkpoints", "Checkpoints: changed keys written to the changelog "
+            "once each, then the offsets before them released for commit.", labels=["stage"])
+        records = CounterMetricFamily(
+            "msgkpi_worker_checkpoint_records", "Changelog records the checkpoints wrote.",
+            labels=["stage"])
+        for stage, checkpoint in sorted(self._checkpoints.items()):
+            commits.add_metric([stage], checkpoint.commits)
+            records.add_metric([stage], checkpoint.written)
+        yield from (commits, records)

@@ -159,13 +159,13 @@ class BatchConsumer(AIOKafkaDriverConsumer):
 
     def _restores_without_waiting(self, topic: str) -> bool:
         """A table's changelog record goes to the recovery's queue. While that queue has room
-        and the flow is not suspended, the put cannot block, and `wait_first` (a task for the
-        record, one for the suspend event, an `asyncio.wait`) would only race the put against
-        a rebalance that has not begun: restoring 100,000 conversations spent a fifth of its
-        time there (bench/RESULTS.md)."""
+        and neither the consumer's flow nor the app's flow control is suspended, the put cannot
+        block, and `wait_first` (a task for the record, one for the suspend event, an
+        `asyncio.wait`) would only race the put against a rebalance that has not begun:
+        restoring 100,000 conversations spent a fifth of its time there (bench/RESULTS.md)."""
         tables: Any = self.app.tables
         return (topic in tables._changelogs and not self.suspend_flow.is_set()
-                and not tables.changelog_queue.full())
+                and self.app.flow_control.is_active() and not tables.changelog_queue.full())
 
     async def _commit_every_n_acks(self) -> None:
         if self._commit_every is not None and self._n_acked >= self._commit_every:

@@ -261,7 +261,7 @@ def attach_window_stage(app: faust.App, settings: Settings, registry: CollectorR
     async def forget_revoked(sender: Any, revoked: set[Any], **_: Any) -> None:
         facts_topic = stage.facts.get_topic_name()
         async with stage.applying:  # not while a batch is half-way
-            await stage.checkpoint.commit()
+            await stage.checkpoint.revoke()
             stage.forget({tp.partition for tp in revoked if tp.topic == facts_topic})
             stage.guard.reset(tp.partition for tp in revoked if tp.topic == facts_topic)
         processor.forget_watermarks(

@@ -34,7 +34,11 @@ def test_a_worker_instance_id_turns_on_static_group_membership(tmp_path: object)
                                   "MSGKPI_WORKER_DATA_DIR": str(tmp_path)})
     assert settings.worker_instance_id == "msgkpi-worker-0"
     app = build_worker(settings, CollectorRegistry()).app
-    assert app.conf.consumer_group_instance_id == "msgkpi-worker-0"
+    # The web address is part of it (see static_member_id): Faust's assignor checks it.
+    assert app.conf.consumer_group_instance_id == "msgkpi-worker-0@127.0.0.1:6066"
+    assert str(app.conf.canonical_url) == "http://127.0.0.1:6066"
+    assert build_worker(Settings.from_env({}), CollectorRegistry()).app.conf \
+        .consumer_group_instance_id is None
 
 
 def test_topics_are_replicated_once_and_take_the_brokers_min_insync_by_default() -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from processor.worker.checkpoint import Checkpoint
+from prometheus_client import CollectorRegistry
+
+from processor.worker.checkpoint import Checkpoint, CheckpointCollector
 from processor.worker.tables import ChangelogWriter
 
 
@@ -88,3 +90,27 @@ def test_acknowledgements_held_during_a_commit_wait_for_the_next_one() -> None:
     asyncio.run(checkpoint.commit())
     assert log == [("changelog", {}), "ack before"]
     assert checkpoint.pending
+
+
+def test_the_collector_counts_commits_and_records_written_per_stage() -> None:
+    writer = RecordingWriter([])
+    checkpoint = Checkpoint([writer])
+    registry = CollectorRegistry()
+    registry.register(CheckpointCollector({"conversations": checkpoint}))
+    for key in ("c1", "c2", "c1"):
+        writer.write(0, key, "x")
+    asyncio.run(checkpoint.commit())
+    labels = {"stage": "conversations"}
+    assert registry.get_sample_value("msgkpi_worker_checkpoints_total", labels) == 1
+    assert registry.get_sample_value("msgkpi_worker_checkpoint_records_total", labels) == 2
+
+
+def test_a_revocation_writes_the_changelog_and_drops_the_held_acknowledgements() -> None:
+    log: list[Any] = []
+    writer = RecordingWriter(log)
+    checkpoint = Checkpoint([writer])
+    writer.write(0, "c1", "state")
+    checkpoint.hold(lambda: log.append("ack for a partition Faust has just forgotten"))
+    asyncio.run(checkpoint.revoke())
+    assert log == [("changelog", {"c1": "state"})]
+    assert not checkpoint.pending

@@ -52,6 +52,8 @@ def test_the_worker_takes_events_and_facts_as_batches_and_no_stream_reads_them(
     assert streamed.isdisjoint(consumer.batch_handlers)
     page = generate_latest(worker.registry).decode()
     assert 'msgkpi_worker_batches_total{topic="seams.events"} 0.0' in page
+    assert 'msgkpi_worker_checkpoints_total{stage="conversations"} 0.0' in page
+    assert 'msgkpi_worker_checkpoints_total{stage="windows"} 0.0' in page
 
 
 def test_many_offsets_are_acknowledged_once_each_from_the_commit_on(tmp_path: object) -> None:
@@ -84,11 +86,17 @@ def test_changelog_records_skip_the_race_only_while_the_put_cannot_block(
     consumer = worker.app.consumer
     assert isinstance(consumer, BatchConsumer)
     changelog = worker.app.tables["conversations"].changelog_topic.get_topic_name()
+    assert not consumer._restores_without_waiting(changelog)  # Faust starts suspended
+    worker.app.flow_control.resume()  # as its recovery does before reading the changelogs
     assert consumer._restores_without_waiting(changelog)
     assert not consumer._restores_without_waiting("seams.events")
     consumer.suspend_flow.set()  # a rebalance began: Faust's own race decides
     assert not consumer._restores_without_waiting(changelog)
     consumer.suspend_flow.clear()
+    worker.app.flow_control.suspend()  # the put would wait for the flow to resume
+    assert not consumer._restores_without_waiting(changelog)
+    worker.app.flow_control.resume()
+    assert consumer._restores_without_waiting(changelog)
     queue: Any = worker.app.tables.changelog_queue  # type: ignore[attr-defined]
     for index in range(queue.maxsize):
         queue.put_nowait(index)
