@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry
 
 from processor.config import CHANNELS
+from processor.export.plain_metrics import PlainCounter, PlainHistogram
 
 __all__ = [
     "KNOWN_CHANNELS",
@@ -37,39 +38,43 @@ def channel_label(name: str | None) -> str:
 
 @dataclass(frozen=True, slots=True)
 class GatewayMetrics:
-    requests: Counter
-    request_seconds: Histogram
-    events: Counter
-    ignored: Counter
-    produce_errors: Counter
-    rejected: Counter
+    """Plain families (processor.export.plain_metrics): the gateway answers every request on
+    one event loop, which also serves /metrics, and each request touches three series."""
+
+    requests: PlainCounter
+    request_seconds: PlainHistogram
+    events: PlainCounter
+    ignored: PlainCounter
+    produce_errors: PlainCounter
+    rejected: PlainCounter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> GatewayMetrics:
         metrics = cls(
-            requests=Counter(
-                "msgkpi_gateway_requests", "HTTP requests answered",
-                ["route", "channel", "status"], registry=registry,
+            requests=PlainCounter(
+                registry, "msgkpi_gateway_requests", "HTTP requests answered",
+                ["route", "channel", "status"],
             ),
-            request_seconds=Histogram(
-                "msgkpi_gateway_request_seconds", "Time to answer an HTTP request",
-                ["route"], buckets=REQUEST_BUCKETS_S, registry=registry,
+            request_seconds=PlainHistogram(
+                registry, "msgkpi_gateway_request_seconds", "Time to answer an HTTP request",
+                ["route"], buckets=REQUEST_BUCKETS_S,
             ),
-            events=Counter(
-                "msgkpi_gateway_events", "Canonical events acknowledged by Kafka",
-                ["channel"], registry=registry,
+            events=PlainCounter(
+                registry, "msgkpi_gateway_events", "Canonical events acknowledged by Kafka",
+                ["channel"],
             ),
-            ignored=Counter(
-                "msgkpi_gateway_ignored", "Delivered items msgkpi does not use",
-                ["channel"], registry=registry,
+            ignored=PlainCounter(
+                registry, "msgkpi_gateway_ignored", "Delivered items msgkpi does not use",
+                ["channel"],
             ),
-            produce_errors=Counter(
-                "msgkpi_gateway_produce_errors", "Writes to Kafka that were not acknowledged",
-                ["reason"], registry=registry,
+            produce_errors=PlainCounter(
+                registry, "msgkpi_gateway_produce_errors",
+                "Writes to Kafka that were not acknowledged",
+                ["reason"],
             ),
-            rejected=Counter(
-                "msgkpi_gateway_rejected", "Webhook deliveries refused",
-                ["channel", "reason"], registry=registry,
+            rejected=PlainCounter(
+                registry, "msgkpi_gateway_rejected", "Webhook deliveries refused",
+                ["channel", "reason"],
             ),
         )
         for reason in PRODUCE_ERROR_REASONS:

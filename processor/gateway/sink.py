@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 from types import TracebackType
 from typing import Any, Final, Protocol, Self
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka.partitioner import DefaultPartitioner, murmur2
 from aiokafka.protocol.metadata import MetadataRequest
 from aiokafka.protocol.offset import OffsetRequest
 
@@ -300,9 +302,26 @@ class KafkaEventSink:
             enable_idempotence=True,
             acks="all",
             linger_ms=5,
+            partitioner=KeyHashCache(),
             **self._security.aiokafka_options(),
         )
         return producer
+
+
+class KeyHashCache:
+    """aiokafka's default partitioner (Kafka's murmur2 of the key, so every producer of the
+    events topic agrees), remembering the hash of recent keys: a conversation sends many
+    events, and murmur2 in pure Python cost ~7 us, a twentieth of a request."""
+
+    def __init__(self, size: int = 65_536) -> None:
+        self._hash = lru_cache(maxsize=size)(murmur2)
+        self._keyless = DefaultPartitioner()
+
+    def __call__(self, key: bytes | None, all_partitions: list[int],
+                 available: list[int]) -> int:
+        if key is None:
+            return int(self._keyless(key, all_partitions, available))
+        return int(all_partitions[(self._hash(key) & 0x7FFFFFFF) % len(all_partitions)])
 
 
 def _mark_retrieved(future: asyncio.Future[Any]) -> None:
