@@ -41,11 +41,12 @@ from processor.worker.faust_seams import (
     check_faust_version,
     deliver_batches,
     local_dict,
+    string_keyed_table,
     use_batch_consumer,
 )
 from processor.worker.lag import ConsumerLagCollector
 from processor.worker.sla_stage import SlaStage, attach_sla_stage
-from processor.worker.tables import ChangelogWriter, string_keyed_table
+from processor.worker.tables import ChangelogWriter
 from processor.worker.window_stage import attach_window_stage
 
 __all__ = ["WorkerApp", "build_worker", "metrics_page", "run_worker", "static_member_id"]

@@ -20,7 +20,10 @@
    cleared), which Faust's recovery itself writes to.
 4. **Restoring tables without a race per record.** Changelog records go to the recovery's
    queue directly while it has room and the flow runs (`_restores_without_waiting`).
-5. **Holes are not acknowledged by Faust.** Faust counts offsets it never delivered as done
+5. **Tables with our own codec.** Faust derives a table's changelog serializers from its
+   key and value types only; `string_keyed_table` makes one with raw string keys and a given
+   value codec (`_serializer_from_type`).
+6. **Holes are not acknowledged by Faust.** Faust counts offsets it never delivered as done
    ("gaps"); the delivery guard (processor.worker.delivery) reads and processes them and
    acknowledges them itself, so `_add_gap` does nothing here.
 
@@ -64,6 +67,7 @@ __all__ = [
     "handed_out",
     "kafka_producer",
     "local_dict",
+    "string_keyed_table",
     "use_batch_consumer",
 ]
 
@@ -321,3 +325,26 @@ def local_dict(table: Any) -> dict[Any, Any]:
     if not isinstance(store, MemoryStore) or not isinstance(store.data, dict):
         raise RuntimeError(f"table {table.name} is not backed by Faust's memory store")
     return store.data
+
+
+class _CodecTable(faust.Table):  # type: ignore[type-arg]
+    """Faust derives a table's changelog serializers from key_type/value_type only (JSON
+    unless the type is bytes or a faust Record), in __init__, when it creates the changelog
+    topic. This table answers raw UTF-8 for the str keys and the given codec for the values,
+    so writes and recovery agree."""
+
+    def __init__(self, app: faust.App, *, value_codec: Any, **kwargs: Any) -> None:
+        self._value_codec = value_codec
+        super().__init__(app, **kwargs)
+
+    def _serializer_from_type(self, typ: Any) -> Any:
+        return "raw" if typ is str else self._value_codec
+
+
+def string_keyed_table(app: faust.App, name: str, partitions: int, codec: Any) -> Any:
+    """A changelog-backed table with raw UTF-8 string keys and `codec` values."""
+    table = _CodecTable(app, name=name, default=None, beacon=app.tables.beacon,
+                        partitions=partitions, key_type=str, value_type=None,
+                        value_codec=codec)
+    app.tables.add(table)
+    return table

@@ -37,9 +37,9 @@ from processor.worker.delivery import (
     DeliveryGuard,
     KafkaRanges,
 )
-from processor.worker.faust_seams import deliver_batches, local_dict
+from processor.worker.faust_seams import deliver_batches, local_dict, string_keyed_table
 from processor.worker.lag import partition_lags
-from processor.worker.tables import ChangelogWriter, string_keyed_table
+from processor.worker.tables import ChangelogWriter
 
 __all__ = ["WindowStage", "attach_window_stage"]
 
