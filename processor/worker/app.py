@@ -45,6 +45,7 @@ from processor.worker.faust_seams import (
     use_batch_consumer,
 )
 from processor.worker.lag import ConsumerLagCollector
+from processor.worker.recovery_guard import RecoveryGuard, RecoveryGuardCollector
 from processor.worker.sla_stage import SlaStage, attach_sla_stage
 from processor.worker.tables import ChangelogWriter
 from processor.worker.window_stage import attach_window_stage
@@ -209,6 +210,10 @@ def build_worker(
                 await guard.process_stalled(app, process, checkpoint.hold)
         except Exception:  # an exception would end Faust's timer for good
             log.exception("delivery check failed")
+
+    recovery_guard = RecoveryGuard(app)
+    registry.register(RecoveryGuardCollector(recovery_guard))
+    batch_consumer(app).recovery_checks.append(recovery_guard.check)
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def reset_delivery(sender: Any, assigned: set[Any], **_: Any) -> None:

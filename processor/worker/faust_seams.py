@@ -20,10 +20,15 @@
    cleared), which Faust's recovery itself writes to.
 4. **Restoring tables without a race per record.** Changelog records go to the recovery's
    queue directly while it has room and the flow runs (`_restores_without_waiting`).
-5. **Tables with our own codec.** Faust derives a table's changelog serializers from its
+5. **Fetched records are never lost in Faust's loop.** `getmany` seeks a partition back to
+   the first record of a fetch it did not hand on (Faust skips a partition missing from an
+   active set taken before the fetch, and drops the rest of a fetch when a rebalance starts);
+   a changelog in recovery would otherwise wait for them forever, or restore a table without
+   them. `processor.worker.recovery_guard` watches recoveries as a second line.
+6. **Tables with our own codec.** Faust derives a table's changelog serializers from its
    key and value types only; `string_keyed_table` makes one with raw string keys and a given
    value codec (`_serializer_from_type`).
-6. **Holes are not acknowledged by Faust.** Faust counts offsets it never delivered as done
+7. **Holes are not acknowledged by Faust.** Faust counts offsets it never delivered as done
    ("gaps"); the delivery guard (processor.worker.delivery) reads and processes them and
    acknowledges them itself, so `_add_gap` does nothing here.
 
@@ -36,7 +41,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import Any, Final
 
 import faust
@@ -47,6 +52,7 @@ from faust.transport.drivers.aiokafka import Consumer as AIOKafkaDriverConsumer
 from faust.transport.drivers.aiokafka import Transport as AIOKafkaTransport
 from faust.types import TP, Message
 from faust.types.tuples import ack_lock
+from mode import Service
 from mode.utils.futures import notify
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -56,6 +62,7 @@ from processor.kpi.event_step import Record
 
 __all__ = [
     "FAUST_VERSION",
+    "RECOVERY_CHECK_S",
     "BatchCollector",
     "BatchConsumer",
     "BatchHandler",
@@ -75,6 +82,8 @@ log = logging.getLogger("msgkpi.worker.faust")
 
 FAUST_VERSION: Final = "0.15.3"
 """The faust-streaming release whose consumer internals the seams below rely on."""
+RECOVERY_CHECK_S: Final = 5.0
+"""How often `BatchConsumer.recovery_checks` run."""
 _YIELD_EVERY: Final = 100
 """Records of other topics between two turns given to the event loop (as Faust does)."""
 
@@ -99,10 +108,75 @@ class BatchConsumer(AIOKafkaDriverConsumer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.recovery_checks: list[Callable[[], Awaitable[Any]]] = []
+        """Run every `RECOVERY_CHECK_S` from the consumer's start: app timers only start once
+        the first table recovery is complete, and that one needs watching too."""
         self.batch_handlers = {}
+        self.fetched_again: Counter[str] = Counter()
+        """Partitions sought back to records Faust's loop did not hand on, per topic."""
         self.batches: Counter[str] = Counter()
         """Batches handed to the handlers, per topic."""
         self.batched_records: Counter[str] = Counter()
+
+    async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
+        """Faust's `getmany`, except that the records of a fetch it does not hand on are read
+        again instead of lost. Faust skips the records of a partition missing from the active
+        set it took before the fetch (the client, in its own thread, may already fetch a
+        partition the recovery has just resumed) and drops the rest of the fetch when the
+        flow stops or the generation changes; the client's position has moved past them
+        either way. Each such partition is sought back to its first record not handed on."""
+        records, active_partitions = await self._wait_next_records(timeout)
+        generation_id = self.app.consumer_generation_id
+        if records is None or self.should_stop:
+            return
+        if not self.flow_active:
+            try:  # as Faust does: after a stop, back to the committed offsets
+                await self.perform_seek()
+            except Exception as exc:
+                log.warning("exception performing seek when flow not active %r", exc)
+            return
+        unhanded = {tp: batch[0].offset for tp, batch in records.items() if batch}
+        """Per partition, the first record of the fetch not handed on yet."""
+        try:
+            for tp, record in self.scheduler.iterate(records):
+                if not self.flow_active or self.app.consumer_generation_id != generation_id:
+                    break
+                if (active_partitions is None or tp in active_partitions
+                        or tp in self._buffered_partitions):
+                    if unhanded.get(tp) == record.offset:
+                        unhanded[tp] = record.offset + 1
+                    self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+                    yield tp, self._to_message(tp, record)
+        finally:
+            await self._read_again(
+                {tp: offset for tp, offset in unhanded.items()
+                 if offset <= records[tp][-1].offset})
+
+    async def _read_again(self, skipped: Mapping[TP, int]) -> None:
+        if not skipped:
+            return
+        assigned = self.assignment()
+        for tp, offset in skipped.items():
+            if tp not in assigned:
+                continue  # revoked: its next owner starts from the commit or the changelog
+            self.fetched_again[tp.topic] += 1
+            log.info("%s[%d]: records from offset %d were fetched but not handed on; "
+                     "reading them again", tp.topic, tp.partition, offset)
+            try:
+                await self.seek(tp, offset)
+            except Exception as exc:  # revoked meanwhile: the next owner reads them
+                log.warning("%s[%d]: could not seek back to %d: %r", tp.topic, tp.partition,
+                            offset, exc)
+
+    @Service.task
+    async def _watch_recoveries(self) -> None:
+        while not self.should_stop:
+            await self.sleep(RECOVERY_CHECK_S)
+            for check in self.recovery_checks:
+                try:
+                    await check()
+                except Exception:  # the watch must outlive any one check
+                    log.exception("recovery check failed")
 
     async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
         """Holes stay unacknowledged until the delivery guard has processed them."""
@@ -267,10 +341,16 @@ class BatchCollector(Collector):
             labels=["topic"])
         records = CounterMetricFamily(
             "msgkpi_worker_batched_records", "Records in those batches.", labels=["topic"])
+        again = CounterMetricFamily(
+            "msgkpi_worker_refetched_partitions",
+            "Partitions sought back to fetched records Faust's fetch loop did not hand on "
+            "(around rebalances and recoveries), per topic.", labels=["topic"])
         for topic in sorted(self._consumer.batch_handlers):
             batches.add_metric([topic], self._consumer.batches[topic])
             records.add_metric([topic], self._consumer.batched_records[topic])
-        yield from (batches, records)
+        for topic, count in sorted(self._consumer.fetched_again.items()):
+            again.add_metric([topic], count)
+        yield from (batches, records, again)
 
 
 def _record(message: Message) -> Record:

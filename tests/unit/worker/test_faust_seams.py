@@ -3,11 +3,13 @@ worker wired to receive its topics as batches, not through Faust streams."""
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from typing import Any
 
 import faust
 import pytest
+from aiokafka.structs import ConsumerRecord
 from faust.transport import consumer as faust_consumer
 from faust.types import TP
 from prometheus_client import CollectorRegistry, generate_latest
@@ -101,3 +103,69 @@ def test_changelog_records_skip_the_race_only_while_the_put_cannot_block(
     for index in range(queue.maxsize):
         queue.put_nowait(index)
     assert not consumer._restores_without_waiting(changelog)
+
+
+def _fetched(tp: TP, offsets: range) -> list[ConsumerRecord[bytes, bytes]]:
+    return [ConsumerRecord(tp.topic, tp.partition, offset, 0, 0, b"k", b"v", None, 1, 1, ())
+            for offset in offsets]
+
+
+def _fetch_once(consumer: BatchConsumer, records: dict[TP, list[Any]], active: set[TP],
+                sought: list[tuple[TP, int]]) -> None:
+    async def wait_next_records(timeout: float) -> tuple[dict[TP, list[Any]], set[TP]]:
+        return records, active
+
+    async def seek(tp: TP, offset: int) -> None:
+        sought.append((tp, offset))
+
+    consumer._wait_next_records = wait_next_records  # type: ignore[method-assign]
+    consumer.seek = seek  # type: ignore[method-assign, assignment]
+    consumer.assignment = lambda: set(records)  # type: ignore[method-assign]
+    consumer.highwater = lambda tp: 0  # type: ignore[method-assign]
+
+
+def test_records_faust_would_skip_are_read_again_not_lost(tmp_path: object) -> None:
+    """Faust skips a partition missing from the active set it took before the fetch; the
+    client's position has moved past those records all the same."""
+    worker = build_worker(worker_settings(str(tmp_path)), CollectorRegistry())
+    consumer = worker.app.consumer
+    assert isinstance(consumer, BatchConsumer)
+    consumer.flow_active = True
+    changelog = "seams-conversations-changelog"
+    restored, paused = TP(changelog, 0), TP(changelog, 3)
+    sought: list[tuple[TP, int]] = []
+    _fetch_once(consumer, {restored: _fetched(restored, range(0, 4)),
+                           paused: _fetched(paused, range(10, 14))}, {restored}, sought)
+
+    async def drain() -> list[tuple[TP, int]]:
+        return [(tp, message.offset) async for tp, message in consumer.getmany(1.0)]
+
+    handed = asyncio.run(drain())
+    assert handed == [(restored, offset) for offset in range(4)]
+    assert sought == [(paused, 10)]
+    page = generate_latest(worker.registry).decode()
+    assert ('msgkpi_worker_refetched_partitions_total{topic="seams-conversations-changelog"} 1.0'
+            in page)
+
+
+def test_the_rest_of_a_fetch_cut_short_by_a_rebalance_is_read_again(tmp_path: object) -> None:
+    worker = build_worker(worker_settings(str(tmp_path)), CollectorRegistry())
+    consumer = worker.app.consumer
+    assert isinstance(consumer, BatchConsumer)
+    consumer.flow_active = True
+    first, second = TP("seams.events", 0), TP("seams.events", 1)
+    sought: list[tuple[TP, int]] = []
+    _fetch_once(consumer, {first: _fetched(first, range(0, 3)),
+                           second: _fetched(second, range(5, 8))}, {first, second}, sought)
+
+    async def drain_until_the_flow_stops() -> list[tuple[TP, int]]:
+        handed = []
+        async for tp, message in consumer.getmany(1.0):
+            handed.append((tp, message.offset))
+            if len(handed) == 3:
+                consumer.flow_active = False  # a rebalance begins
+        return handed
+
+    handed = asyncio.run(drain_until_the_flow_stops())
+    assert handed == [(first, 0), (second, 5), (first, 1)]  # round robin, then cut short
+    assert sorted(sought) == [(first, 2), (second, 6)]
