@@ -23,6 +23,7 @@ import sys
 import time
 import zlib
 from collections.abc import Callable
+from typing import TypeVar
 
 import orjson
 from prometheus_client import CollectorRegistry
@@ -31,7 +32,7 @@ from bench.results import publish, row
 from bench.worker_throughput import _events
 from processor.export.worker_metrics import WorkerMetrics
 from processor.kpi.awaiting import AwaitingIndex
-from processor.kpi.event_step import EventProcessor, FactDelta, Record, StoredConversation
+from processor.kpi.event_step import EventProcessor, FactDelta, Record
 from processor.kpi.pane_store import WindowProcessor, decode_deltas, encode_deltas
 from processor.kpi.windows import DEFAULT_WINDOWS
 from processor.worker.codec import ConversationCodec
@@ -51,7 +52,10 @@ def _batches(count: int) -> list[list[Record]]:
             for start in range(0, len(records), BATCH)]
 
 
-def _timed(work: Callable[[], object]) -> tuple[float, object]:
+T = TypeVar("T")
+
+
+def _timed(work: Callable[[], T]) -> tuple[float, T]:
     started = time.perf_counter()
     result = work()
     return time.perf_counter() - started, result
@@ -66,18 +70,16 @@ def main() -> int:
     batches = _batches(args.events)
     processor = EventProcessor({}, WorkerMetrics(CollectorRegistry()), AwaitingIndex(),
                                GRACE_MS)
-    seconds, outcomes = _timed(lambda: [processor.process_batch(b) for b in batches])
-    step_s = seconds
-    deltas: list[list[FactDelta]] = [o.deltas for o in outcomes]  # type: ignore[attr-defined]
-    changed: list[dict[str, StoredConversation]] = [
-        o.changed for o in outcomes]  # type: ignore[attr-defined]
+    step_s, outcomes = _timed(lambda: [processor.process_batch(b) for b in batches])
+    deltas = [outcome.deltas for outcome in outcomes]
+    changed = [outcome.changed for outcome in outcomes]
 
     def wire() -> list[list[FactDelta]]:
         return [decode_deltas(0, orjson.loads(encode_deltas(0, d))["deltas"]) for d in deltas]
 
     wire_s, decoded = _timed(wire)
     windows = WindowProcessor({}, DEFAULT_WINDOWS, GRACE_MS)
-    window_s, _ = _timed(lambda: [windows.apply(d) for d in decoded])  # type: ignore[attr-defined]
+    window_s, _ = _timed(lambda: [windows.apply(d) for d in decoded])
     codec = ConversationCodec()
     # Once per changed conversation per batch: an upper bound (a checkpoint writes a
     # conversation changed by several batches in a second once).

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections import Counter as CounterOf
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, Final
+from typing import Final
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -202,10 +202,6 @@ class WorkerMetrics:
             registry,
             "msgkpi_worker_dlq", "Events sent to msgkpi.dlq, by reason.", ["reason"])
 
-    @staticmethod
-    def _child(metric: Any, *labels: str) -> Any:
-        return metric.labels(*labels)  # each plain family keeps its children
-
     def record(self, facts: Iterable[Fact]) -> None:
         for fact in facts:
             self._recorders[fact.kind](fact, self.channel_label(fact.channel))
@@ -227,48 +223,48 @@ class WorkerMetrics:
         self.retractions.inc((retracted_effects - added_effects).total())
 
     def _record_message(self, fact: Fact, channel: str) -> None:
-        self._child(self.messages, channel, fact.role).inc()
+        self.messages.labels(channel, fact.role).inc()
         if fact.role == "agent":
-            self._child(self.agent_messages, channel, self.agent_label(fact.agent)).inc()
+            self.agent_messages.labels(channel, self.agent_label(fact.agent)).inc()
 
     def _record_opened(self, fact: Fact, channel: str) -> None:
-        self._child(self.cycles, channel, "opened").inc()
+        self.cycles.labels(channel, "opened").inc()
 
     def _record_resolved(self, fact: Fact, channel: str) -> None:
-        self._child(self.cycles, channel, "resolved").inc()
-        self._child(self.agent_resolutions, channel, self.agent_label(fact.agent)).inc()
+        self.cycles.labels(channel, "resolved").inc()
+        self.agent_resolutions.labels(channel, self.agent_label(fact.agent)).inc()
         if fact.value:
-            self._child(self.resolved_without_reply, channel, fact.role).inc()
+            self.resolved_without_reply.labels(channel, fact.role).inc()
 
     def _record_reopened(self, fact: Fact, channel: str) -> None:
-        self._child(self.reopened, channel).inc()
+        self.reopened.labels(channel).inc()
 
     def _record_first_response(self, fact: Fact, channel: str) -> None:
-        self._child(self.first_response, channel, fact.role).observe(fact.value)
+        self.first_response.labels(channel, fact.role).observe(fact.value)
         if fact.role == "agent":
             agent = self.agent_label(fact.agent)
-            self._child(self.agent_first_responses, channel, agent).inc()
-            self._child(self.agent_first_response_seconds, channel, agent).inc(fact.value)
+            self.agent_first_responses.labels(channel, agent).inc()
+            self.agent_first_response_seconds.labels(channel, agent).inc(fact.value)
 
     def _record_reply(self, fact: Fact, channel: str) -> None:
-        self._child(self.reply, channel, fact.role).observe(fact.value)
+        self.reply.labels(channel, fact.role).observe(fact.value)
         if fact.role == "agent":
-            self._child(self.agent_replies, channel, self.agent_label(fact.agent)).inc()
+            self.agent_replies.labels(channel, self.agent_label(fact.agent)).inc()
 
     def _record_resolution(self, fact: Fact, channel: str) -> None:
-        self._child(self.resolution, channel).observe(fact.value)
+        self.resolution.labels(channel).observe(fact.value)
 
     def _record_handle(self, fact: Fact, channel: str) -> None:
-        self._child(self.handle, channel).observe(fact.value)
+        self.handle.labels(channel).observe(fact.value)
 
     def _record_clock_skew(self, fact: Fact, channel: str) -> None:
-        self._child(self.clock_skew, channel).inc()
+        self.clock_skew.labels(channel).inc()
 
     def _record_answered(self, fact: Fact, channel: str) -> None:
-        self._child(self.reply_rate_messages, channel, "answered").inc()
+        self.reply_rate_messages.labels(channel, "answered").inc()
 
     def _record_excluded(self, fact: Fact, channel: str) -> None:
-        self._child(self.reply_rate_messages, channel, "excluded").inc()
+        self.reply_rate_messages.labels(channel, "excluded").inc()
 
     def _record_csat(self, fact: Fact, channel: str) -> None:
         score = fact.value
@@ -276,11 +272,11 @@ class WorkerMetrics:
             category = "promoter" if score >= 9 else "detractor" if score <= 6 else "passive"
         else:
             category = "satisfied" if score >= 4 else "unsatisfied"
-        self._child(self.csat_responses, channel, fact.role, category).inc()
-        self._child(self.csat_score, channel, fact.role).inc(score)
+        self.csat_responses.labels(channel, fact.role, category).inc()
+        self.csat_score.labels(channel, fact.role).inc(score)
 
     def _record_tag(self, fact: Fact, channel: str) -> None:
-        self._child(self.tag_messages, channel, self.tag_label(fact.role)).inc()
+        self.tag_messages.labels(channel, self.tag_label(fact.role)).inc()
 
 
 def _effect(fact: Fact) -> tuple[FactKind, str, str, str, float]:

@@ -7,8 +7,8 @@ from enum import StrEnum
 from typing import Final, NamedTuple
 
 __all__ = [
-    "FCR_ONE_AGENT", "FCR_OTHER", "LAGGED_KINDS", "UNKNOWN_AGENT", "Fact", "FactKind",
-    "effective_ms",
+    "FCR_ONE_AGENT", "FCR_OTHER", "KIND_BY_VALUE", "LAGGED_KINDS", "UNKNOWN_AGENT", "Fact",
+    "FactKind", "effective_ms",
 ]
 
 UNKNOWN_AGENT = "unknown"
@@ -59,6 +59,10 @@ class FactKind(StrEnum):
     resolution), `agent` the policy, `value` 1.0 within target else 0.0; `at_ms`, `event_id`
     and `cycle` those of the fact measured."""
 
+
+KIND_BY_VALUE: Final = {kind.value: kind for kind in FactKind}
+"""FactKind by its wire value: a dict lookup, where `FactKind(value)` goes through the enum
+machinery (facts are decoded by the thousand in the window stage)."""
 
 FCR_ONE_AGENT: Final = "one_agent"
 """The resolved cycle had exactly one agent replying in it."""

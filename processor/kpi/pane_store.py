@@ -24,7 +24,7 @@ from typing import Any, Final, NamedTuple
 import orjson
 
 from processor.kpi.event_step import FactDelta
-from processor.kpi.facts import Fact, FactKind, effective_ms
+from processor.kpi.facts import KIND_BY_VALUE, Fact, effective_ms
 from processor.kpi.windows import (
     WindowAggregate,
     WindowSpec,
@@ -75,11 +75,8 @@ def encode_deltas(source: int, deltas: Iterable[FactDelta]) -> bytes:
     ]})
 
 
-_KINDS: Final = {kind.value: kind for kind in FactKind}
-
-
 def decode_deltas(source: int, rows: list[list[Any]]) -> list[FactDelta]:
-    kinds = _KINDS
+    kinds = KIND_BY_VALUE
     return [
         FactDelta(source, offset, seq, weight,
                   Fact(kinds[kind], channel, at_ms, event_id, role, agent, value, cycle))

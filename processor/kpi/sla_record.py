@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from processor.kpi.conversation import CycleState
-from processor.kpi.facts import Fact, FactKind
+from processor.kpi.facts import KIND_BY_VALUE, Fact, FactKind
 from processor.kpi.policy import PolicySet, SlaPolicy
 from processor.kpi.sla import SlaTracker, clock_supported, measure, measured_metric
 from processor.kpi.timeline import Ingested
@@ -29,7 +29,6 @@ __all__ = [
 
 MATCH_FIELDS: Final = ("priority", "team", "account_id")
 """Event fields a policy may match on, besides the channel (the latest non-empty value)."""
-_KINDS: Final = {kind.value: kind for kind in FactKind}
 
 
 @dataclass(slots=True)
@@ -76,7 +75,7 @@ class SlaRecord:
 
 
 def _row_fact(row: list[Any]) -> Fact:
-    return Fact(_KINDS[row[0]], *row[1:])
+    return Fact(KIND_BY_VALUE[row[0]], *row[1:])
 
 
 def attainment_facts(record: SlaRecord, settled_ms: int, policy: SlaPolicy | None,

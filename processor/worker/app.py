@@ -191,8 +191,7 @@ def build_worker(
         """Each fetch's events, as one batch (see faust_seams)."""
         async with unsettled:
             await guard.process(app, records, process, checkpoint.hold)
-            if checkpoint.due():
-                await checkpoint.commit()
+            await checkpoint.commit_if_due()
 
     deliver_batches(app, events, process_fetched, checkpoint.hold)
 
@@ -200,8 +199,7 @@ def build_worker(
     async def commit_when_idle() -> None:
         """Batches commit as they go; this covers the last ones before a pause."""
         async with unsettled:
-            if checkpoint.due():
-                await checkpoint.commit()
+            await checkpoint.commit_if_due()
 
     @app.timer(DELIVERY_CHECK_S)  # type: ignore[untyped-decorator]
     async def process_dropped_tails() -> None:

@@ -70,6 +70,10 @@ class Checkpoint:
         return (self._clock() - self._last_commit >= self._interval_s
                 or sum(writer.queued for writer in self._writers) >= self._max_queued)
 
+    async def commit_if_due(self) -> None:
+        if self.due():
+            await self.commit()
+
     async def commit(self) -> None:
         """Changelog first, then the acknowledgements (the caller holds the stage's lock, so no
         batch is half-way)."""

@@ -12,8 +12,8 @@ one past the last record processed. A record below that was processed already (F
 again after a seek) and is dropped; a record above it reveals a hole, which the guard reads
 straight from Kafka and puts in front, in offset order. A hole at the end of a partition (or a
 partition that delivered nothing since its assignment) shows when the partition stays short of
-its high-water mark (`stalled`). The records the guard read
-itself are acknowledged to Faust after they are processed (`acknowledge`), so the commit moves
+its high-water mark (`stalled`). The records the guard read itself are acknowledged to Faust
+after they are processed (`acknowledgement`, at the stage's checkpoint), so the commit moves
 past them only then; `faust_seams.BatchConsumer` stops Faust from counting holes as done on its
 own.
 """
@@ -214,12 +214,9 @@ class DeliveryGuard:
                         if offset not in present]
         return found
 
-    def acknowledge(self, ack: Callable[[Any], Any]) -> None:
-        """The refilled records are processed: let Faust commit past them."""
-        self.acknowledgement(ack)()
-
     def acknowledgement(self, ack: Callable[[Any], Any]) -> Callable[[], None]:
-        """What `acknowledge` would do now, to be done later (at a checkpoint)."""
+        """The refilled records are processed: what lets Faust commit past them, to be done
+        at the stage's next checkpoint."""
         records, self.refilled, self._holes = self.refilled + self._holes, [], []
 
         def acknowledge() -> None:
@@ -229,23 +226,18 @@ class DeliveryGuard:
         return acknowledge
 
     async def process(self, app: faust.App, records: list[Record], handle: Handler,
-                      hold: Callable[[Callable[[], None]], None] | None = None) -> None:
-        """`handle` the batch as completed by `complete`, then acknowledge what the guard read
-        itself (or give the acknowledgement to `hold`). The caller holds the agent's lock. A
-        failure half-way stops the worker."""
+                      hold: Callable[[Callable[[], None]], None]) -> None:
+        """`handle` the batch as completed by `complete`, then give the acknowledgement of what
+        the guard read itself to `hold`. The caller holds the agent's lock. A failure half-way
+        stops the worker."""
         try:
             await handle(await self.complete(records))
-            acknowledge = self.acknowledgement(app.consumer.ack)
-            if hold is None:
-                acknowledge()
-            else:
-                hold(acknowledge)
+            hold(self.acknowledgement(app.consumer.ack))
         except Exception as error:
             stop_unprocessed(self.topic, error)
 
     async def process_stalled(self, app: faust.App, handle: Handler,
-                              hold: Callable[[Callable[[], None]], None] | None = None
-                              ) -> None:
+                              hold: Callable[[Callable[[], None]], None]) -> None:
         """The tail check (every `DELIVERY_CHECK_S`, the caller holding the agent's lock):
         not while a rebalance or table recovery is under way."""
         if app.rebalancing or app.in_recovery:

@@ -9,8 +9,9 @@
    consumption is slow", still open; faust-streaming/faust pull request #192, a manually
    acknowledged `take`, unmerged). `BatchConsumer` drains
    each fetch itself: the records of a topic registered with `deliver_batches` go to its
-   handler as one list, are acknowledged once it returns, and never enter a stream; every other
-   topic (table changelogs in recovery) takes Faust's own path unchanged.
+   handler as one list, are acknowledged at the stage's checkpoint after it returns, and never
+   enter a stream; every other topic (table changelogs in recovery) goes one record at a time
+   to Faust's callback, as Faust does (see 4).
 2. **Batches straight to the Kafka client.** `ProducerBatches` gives aiokafka's producer
    (Faust's own, so Faust's flush before each offset commit waits for them too) whole record
    batches, already serialized, instead of one Faust send per record.
@@ -287,10 +288,10 @@ def batch_consumer(app: faust.App) -> BatchConsumer:
 
 
 def deliver_batches(app: faust.App, topic: faust.TopicT, handle: BatchHandler,
-                    hold: Callable[[Callable[[], None]], None] | None = None) -> None:
-    """Subscribe to `topic` and give each fetch's records of it to `handle` as one batch; they
-    are acknowledged to Faust (and so committed) once `handle` returns, or, given `hold`, when
-    the acknowledgement `hold` received is called (a checkpoint)."""
+                    hold: Callable[[Callable[[], None]], None]) -> None:
+    """Subscribe to `topic` and give each fetch's records of it to `handle` as one batch; once
+    `handle` returns, their acknowledgement to Faust (which lets them be committed) goes to
+    `hold`, to be done at the stage's next checkpoint."""
     consumer = batch_consumer(app)
 
     async def on_fetch(messages: list[Message]) -> None:
@@ -303,10 +304,7 @@ def deliver_batches(app: faust.App, topic: faust.TopicT, handle: BatchHandler,
             for tp, offsets in by_partition.items():
                 consumer.ack_offsets(tp, offsets)
 
-        if hold is None:
-            acknowledge()
-        else:
-            hold(acknowledge)
+        hold(acknowledge)
 
     for name in topic.topics:
         consumer.batch_handlers[name] = on_fetch

@@ -33,12 +33,7 @@ from prometheus_client.registry import Collector
 
 from processor.worker.faust_seams import handed_out
 
-__all__ = [
-    "STALL_S", "PartitionRestore", "RecoveryGuard", "RecoveryGuardCollector",
-    "stalled",
-]
-
-
+__all__ = ["STALL_S", "PartitionRestore", "RecoveryGuard", "RecoveryGuardCollector", "stalled"]
 
 log = logging.getLogger("msgkpi.worker.recovery")
 
@@ -68,7 +63,8 @@ def stalled(now: PartitionRestore) -> int | None:
 
 
 class RecoveryGuard:
-    """Watches Faust's recovery of the app's tables (call `check` from a timer)."""
+    """Watches Faust's recovery of the app's tables (`check` runs from the consumer's
+    `recovery_checks`)."""
 
     def __init__(self, app: faust.App, stall_s: float = STALL_S,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -86,8 +82,10 @@ class RecoveryGuard:
         if not recovery.in_recovery or self._app.rebalancing or tables.changelog_queue.qsize():
             self._since.clear()  # not restoring, or records are still on their way
             return []
-        return [tp for tp, offset in self._due(self._restores(recovery)).items()
-                if await self._read_again(tp, offset)]
+        due = self._due(self._restores(recovery))
+        for tp, offset in due.items():
+            await self._read_again(tp, offset)
+        return list(due)
 
     def _restores(self, recovery: Any) -> dict[TP, PartitionRestore]:
         consumer = self._app.consumer
@@ -116,14 +114,13 @@ class RecoveryGuard:
                 due[tp] = offset
         return due
 
-    async def _read_again(self, tp: TP, offset: int) -> bool:
+    async def _read_again(self, tp: TP, offset: int) -> None:
         log.warning("recovery of %s[%d] received nothing past offset %d for %.0f s while the "
                     "client had fetched further: reading it again from %d", tp.topic,
                     tp.partition, offset - 1, self._stall_s, offset)
         await self._app.consumer.seek(tp, offset)
         self._since.pop(tp, None)
         self.reads_again += 1
-        return True
 
 
 class RecoveryGuardCollector(Collector):

@@ -137,8 +137,7 @@ class WindowStage:
         """A batch of facts records as the stream delivered it (see `DeliveryGuard`)."""
         async with self.applying:
             await self.guard.process(self._app, records, self._apply, self.checkpoint.hold)
-            if self.checkpoint.due():
-                await self.checkpoint.commit()
+            await self.checkpoint.commit_if_due()
 
     async def handle_dropped_tails(self) -> None:
         async with self.applying:
@@ -146,8 +145,7 @@ class WindowStage:
 
     async def commit_when_idle(self) -> None:
         async with self.applying:
-            if self.checkpoint.due():
-                await self.checkpoint.commit()
+            await self.checkpoint.commit_if_due()
 
     async def _apply(self, records: list[Record]) -> None:
         await self.on_messages([(r.partition, r.value) for r in records if r.value is not None])

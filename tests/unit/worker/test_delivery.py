@@ -70,10 +70,10 @@ def test_refilled_records_are_acknowledged_once_and_only_when_asked() -> None:
     guard = DeliveryGuard(log)  # type: ignore[arg-type]
     complete(guard, log.delivered(0, 0, 3))
     acked: list[Any] = []
-    guard.acknowledge(acked.append)
+    guard.acknowledgement(acked.append)()
     assert [(m.topic, m.partition, m.offset, m.value) for m in acked] == [
         ("events", 0, 1, b"0:1"), ("events", 0, 2, b"0:2")]
-    guard.acknowledge(acked.append)
+    guard.acknowledgement(acked.append)()
     assert len(acked) == 2
 
 
@@ -119,7 +119,7 @@ def test_offsets_no_longer_in_the_log_are_acknowledged_so_the_commit_moves_on() 
     assert complete(guard, [*log.delivered(0, 0, 1), log.records[0][3]]) == [
         (0, 0), (0, 1), (0, 5), (0, 6)]
     acked: list[Any] = []
-    guard.acknowledge(acked.append)
+    guard.acknowledgement(acked.append)()
     assert sorted(m.offset for m in acked) == [2, 3, 4, 5]
 
 
